@@ -1,0 +1,209 @@
+"""The shared recurrent layers (vanilla RNN, LSTM, GRU; stacked; bidirectional) that every task
+builds on, running on torch's fused kernels, plus readable reference cells that spell out the gate
+equations so tests can check the fused kernels against them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELL_TYPES = ("rnn", "lstm", "gru")
+
+# State is always a tuple of tensors, each (num_layers * num_directions, B, H): (h,) for the
+# RNN and GRU, (h, c) for the LSTM. One shape for every cell keeps callers free of isinstance.
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class RecurrentConfig:
+    cell: str = "lstm"
+    input_size: int = 256
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0  # between stacked layers, as in nn.LSTM
+    bidirectional: bool = False
+
+    def __post_init__(self):
+        if self.cell not in CELL_TYPES:
+            raise ValueError(f"cell must be one of {CELL_TYPES}, not {self.cell!r}")
+
+
+def _fused_class(cell: str) -> type[nn.RNNBase]:
+    return {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+
+
+class Recurrent(nn.Module):
+    """A stack of recurrent layers on the fused kernel (cuDNN on CUDA, oneDNN on the CPU).
+
+    Input is batch-first (B, T, input_size); output is (B, T, hidden_size * num_directions).
+    State goes in and comes out explicitly, so callers carry it across truncated-BPTT windows
+    or decoder steps themselves.
+    """
+
+    def __init__(self, config: RecurrentConfig):
+        super().__init__()
+        self.config = config
+        kwargs = dict(
+            input_size=config.input_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=config.bidirectional,
+            batch_first=True,
+        )
+        if config.cell == "rnn":
+            kwargs["nonlinearity"] = "tanh"
+        self.rnn = _fused_class(config.cell)(**kwargs)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.config.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        return self.config.hidden_size * self.num_directions
+
+    def init_state(self, batch_size: int, device: torch.device | None = None) -> State:
+        """Zeros for every layer and direction: the state at the start of a sequence."""
+        device = device or self.rnn.weight_hh_l0.device
+        shape = (self.config.num_layers * self.num_directions, batch_size, self.config.hidden_size)
+        parts = 2 if self.config.cell == "lstm" else 1
+        return tuple(torch.zeros(shape, device=device) for _ in range(parts))
+
+    def flatten_parameters(self) -> None:
+        """Re-pack the weights into cuDNN's contiguous buffer. Needed after loading weights or
+        moving the module; without it cuDNN warns and copies the weights on every call."""
+        self.rnn.flatten_parameters()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: State | None = None,
+        lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, State]:
+        """Run the whole sequence through the fused kernel.
+
+        lengths (B,), when given, marks the real length of each padded row: the rows are packed so
+        that padding never reaches the recurrence, the state returned is the one after each row's
+        last real token, and output positions past a row's length are zero.
+        """
+        hx = None
+        if state is not None:
+            hx = state if self.config.cell == "lstm" else state[0]
+        if lengths is None:
+            out, hx = self.rnn(x, hx)  # (B, T, H * D)
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, hx = self.rnn(packed, hx)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        new_state = hx if isinstance(hx, tuple) else (hx,)
+        return out, new_state
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Advance one time step for a batch of inputs (B, input_size) -> (B, hidden_size).
+
+        Generation calls this once per token. It uses torch's fused single-step cell functions on
+        the same weights as forward, because calling the sequence kernel for one step costs several
+        times more in set-up than the arithmetic itself at batch 1. Unidirectional only: a
+        bidirectional layer cannot be stepped forward in time.
+        """
+        if self.config.bidirectional:
+            raise ValueError("a bidirectional layer cannot be run one step at a time")
+        cell_fn = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}[self.config.cell]
+        rnn = self.rnn
+        new_parts: list[list[torch.Tensor]] = [[] for _ in state]
+        for layer in range(self.config.num_layers):
+            weights = (
+                getattr(rnn, f"weight_ih_l{layer}"),
+                getattr(rnn, f"weight_hh_l{layer}"),
+                getattr(rnn, f"bias_ih_l{layer}"),
+                getattr(rnn, f"bias_hh_l{layer}"),
+            )
+            if self.config.cell == "lstm":
+                h, c = cell_fn(x, (state[0][layer], state[1][layer]), *weights)
+                new_parts[0].append(h)
+                new_parts[1].append(c)
+            else:
+                h = cell_fn(x, state[0][layer], *weights)
+                new_parts[0].append(h)
+            # Dropout between layers is a training-time regulariser; step is for inference.
+            x = h
+        return x, tuple(torch.stack(parts) for parts in new_parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference cells: the gate equations written out, one time step at a time. They are slow on
+# purpose (a Python loop over time) and exist only to show what the fused kernels compute.
+
+
+def reference_rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh):
+    """h' = tanh(W_ih x + b_ih + W_hh h + b_hh)"""
+    return (torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh),)
+
+
+def reference_lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """Gates in torch's order (input, forget, cell, output):
+    i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
+    f = sigmoid(W_if x + b_if + W_hf h + b_hf)
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg)
+    o = sigmoid(W_io x + b_io + W_ho h + b_ho)
+    c' = f * c + i * g
+    h' = o * tanh(c')
+    """
+    gates = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+    i, f, g, o = gates.chunk(4, dim=-1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c_new = f * c + i * g
+    h_new = o * torch.tanh(c_new)
+    return h_new, c_new
+
+
+def reference_gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
+    """Gates in torch's order (reset, update, new):
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h' = (1 - z) * n + z * h
+    """
+    x_r, x_z, x_n = (x @ w_ih.T + b_ih).chunk(3, dim=-1)
+    h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, dim=-1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return ((1 - z) * n + z * h,)
+
+
+_REFERENCE_CELLS = {"rnn": reference_rnn_cell, "lstm": reference_lstm_cell, "gru": reference_gru_cell}
+
+
+def reference_forward(layer: Recurrent, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    """What Recurrent.forward computes (in eval mode), written as explicit loops over layers,
+    directions and time steps using the reference cells and the layer's own weights."""
+    cfg = layer.config
+    cell = _REFERENCE_CELLS[cfg.cell]
+    B, T, _ = x.shape
+    if state is None:
+        state = layer.init_state(B, x.device)
+    directions = layer.num_directions
+    final_parts: list[list[torch.Tensor]] = [[] for _ in state]
+    layer_input = x
+    for k in range(cfg.num_layers):
+        direction_outputs = []
+        for d in range(directions):
+            suffix = f"l{k}" + ("_reverse" if d == 1 else "")
+            weights = [getattr(layer.rnn, f"{name}_{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            index = k * directions + d
+            carried = tuple(part[index] for part in state)
+            steps = range(T - 1, -1, -1) if d == 1 else range(T)
+            outputs = [None] * T
+            for t in steps:
+                carried = cell(layer_input[:, t], *carried, *weights)
+                outputs[t] = carried[0]
+            direction_outputs.append(torch.stack(outputs, dim=1))  # (B, T, H)
+            for parts, value in zip(final_parts, carried):
+                parts.append(value)
+        layer_input = torch.cat(direction_outputs, dim=-1)  # (B, T, H * D)
+    return layer_input, tuple(torch.stack(parts) for parts in final_parts)

@@ -1,0 +1,89 @@
+"""One self-contained, versioned checkpoint file per model: what sampling needs (task, config,
+vocabulary, weights) and what resuming needs (optimiser, step, RNG, data position, history), in
+plain types so it loads with torch.load(weights_only=True). Written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import CharrnnError
+
+FORMAT = "charrnn"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> None:
+    """Write payload to path atomically: a temporary file in the same folder, flushed and fsynced,
+    then renamed over the target. A crash at any moment leaves either the old file or the new one,
+    never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path, *, task: str | None = None) -> dict:
+    """Load a checkpoint onto the CPU (wherever it was saved) without running any code from it.
+
+    Raises a one-line CharrnnError for a missing file, a file that is not a charrnn checkpoint, a
+    truncated or corrupt file, a newer format, or (when task is given) a checkpoint of another task.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CharrnnError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CharrnnError(f"checkpoint {path} is a directory; give a .pt file (for example {path}/best.pt)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - garbage input makes torch.load raise almost any type
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CharrnnError(f"checkpoint {path} cannot be read (truncated, corrupt or not a charrnn checkpoint): {reason[:160]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CharrnnError(f"{path} is not a charrnn checkpoint")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CharrnnError(f"checkpoint {path} has format version {version}; this charrnn reads up to {FORMAT_VERSION}, so upgrade charrnn")
+    if task is not None and payload.get("task") != task:
+        raise CharrnnError(f"checkpoint {path} is a {payload.get('task')} model, not a {task} model")
+    return payload
+
+
+def inference_only(payload: dict, *, half: bool = False) -> dict:
+    """A copy with what sampling needs and the record of how it was made, without optimiser,
+    RNG and data position (which only resuming needs); half=True stores floating weights in
+    fp16 to halve the file. Loading converts them back to fp32."""
+    keep = {k: v for k, v in payload.items() if k not in ("optimizer_state", "rng_state", "data_state", "format", "format_version")}
+    weights = payload["model_state"]
+    if half:
+        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+    keep["model_state"] = weights
+    keep["resumable"] = False
+    return keep

@@ -1,0 +1,297 @@
+"""The `charrnn` command line: thin Typer commands that parse options and call one library
+function each. torch is imported inside the commands, so `charrnn --help` starts fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .errors import CharrnnError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+app = typer.Typer(
+    name="charrnn",
+    help="Train and use small recurrent sequence models (RNN, LSTM, GRU) on your own text.",
+    context_settings=CONTEXT,
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+corpus_app = typer.Typer(help="List and download the public corpora charrnn knows.", context_settings=CONTEXT, no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+
+def _version(value: bool):
+    if value:
+        print(f"charrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+):
+    """Train and use small recurrent sequence models (RNN, LSTM, GRU) on your own text."""
+
+
+# -- train -------------------------------------------------------------------------------------
+
+
+@app.command(context_settings=CONTEXT)
+def train(
+    corpus: Annotated[str, typer.Argument(help="Text file to train on, or - for stdin.")],
+    resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder (uses last.pt) or a checkpoint.", rich_help_panel="Run")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go [default: checkpoints/<corpus name>/].", rich_help_panel="Run")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimiser steps.", rich_help_panel="Stopping")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the training split [default: 10 when no other stop is given].", rich_help_panel="Stopping")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training; the schedule fits itself to the budget.", rich_help_panel="Stopping")] = None,
+    patience: Annotated[int, typer.Option(help="Stop after this many evaluations without improvement (0: never).", rich_help_panel="Stopping")] = 10,
+    cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru or rnn.", rich_help_panel="Model")] = "lstm",
+    hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.", rich_help_panel="Model")] = 256,
+    num_layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel="Model")] = 2,
+    embedding_size: Annotated[Optional[int], typer.Option(help="Token embedding width [default: hidden size].", rich_help_panel="Model")] = None,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head.", rich_help_panel="Model")] = 0.0,
+    tokenizer: Annotated[str, typer.Option(help="char (Unicode code points) or bpe (byte-level BPE).", rich_help_panel="Data")] = "char",
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size (with --tokenizer bpe).", rich_help_panel="Data")] = 2000,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel="Data")] = "utf-8",
+    val_frac: Annotated[float, typer.Option(help="Fraction at the end of the corpus held out for validation.", rich_help_panel="Data")] = 0.1,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Parallel streams per batch.", rich_help_panel="Optimisation")] = 64,
+    seq_len: Annotated[int, typer.Option(help="Truncated-BPTT window length.", rich_help_panel="Optimisation")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).", rich_help_panel="Optimisation")] = 3e-3,
+    min_lr_ratio: Annotated[float, typer.Option(help="Final learning rate as a fraction of the peak.", rich_help_panel="Optimisation")] = 0.1,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", rich_help_panel="Optimisation")] = 50,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = 0.1,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.", rich_help_panel="Optimisation")] = 1.0,
+    eval_every: Annotated[int, typer.Option(help="Evaluate on the whole validation split every N steps.", rich_help_panel="Optimisation")] = 250,
+    seed: Annotated[int, typer.Option(help="Random seed (weights, dropout).", rich_help_panel="Optimisation")] = 1337,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel="Hardware")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware runs it fast), fp32 or bf16.", rich_help_panel="Hardware")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+):
+    """Train a language model on a text file; checkpoints go to checkpoints/<corpus name>/."""
+    from .console import TrainingProgress, print_training_summary
+    from .tasks.language import LanguageDataConfig, train_language_model
+    from .train import TrainConfig
+
+    if max_steps is None and epochs is None and time_budget is None and resume is None:
+        epochs = 10.0
+    train_config = TrainConfig(
+        learning_rate=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, weight_decay=weight_decay,
+        grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_budget=time_budget, eval_every=eval_every,
+        patience=patience or None, seed=seed,
+    )
+    data_config = LanguageDataConfig(batch_size=batch_size, seq_len=seq_len, val_frac=val_frac, tokenizer=tokenizer,
+                                     vocab_size=vocab_size, encoding=encoding)
+    model_config = dict(cell=cell, hidden_size=hidden_size, num_layers=num_layers, embedding_size=embedding_size, dropout=dropout)
+    _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout)
+    progress = TrainingProgress(quiet=quiet)
+    result = train_language_model(
+        corpus, model_config=model_config, data=data_config, train=train_config, run_dir=run_dir, resume=resume,
+        device=device, precision=precision, on_event=progress,
+    )
+    if not quiet:
+        print_training_summary(result)
+    if result.stop_reason == "interrupted":
+        raise typer.Exit(130)
+    if result.stop_reason == "diverged":
+        raise CharrnnError("training diverged: the loss became NaN or infinite; try a lower --lr")
+
+
+def _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout):
+    from .cells import CELL_TYPES
+
+    if cell not in CELL_TYPES:
+        raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
+    if hidden_size < 1 or num_layers < 1 or (embedding_size is not None and embedding_size < 1):
+        raise UsageError("--hidden-size, --num-layers and --embedding-size must be at least 1")
+    if not 0.0 <= dropout < 1.0:
+        raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
+
+
+# -- sample ------------------------------------------------------------------------------------
+
+
+def bundled_checkpoint() -> Path:
+    """The Shakespeare model shipped in the repository's checkpoints/ folder."""
+    return Path(__file__).resolve().parent.parent / "checkpoints" / "shakespeare.pt"
+
+
+@app.command(context_settings=CONTEXT)
+def sample(
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint to sample from [default: the bundled Shakespeare model].")] = None,
+    temp: Annotated[float, typer.Option("--temp", "-t", help="Temperature; 0 is greedy.")] = 0.8,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the K most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample only from the smallest set of tokens whose probability reaches P.")] = None,
+    prime: Annotated[Optional[str], typer.Option(help="Text to start from (printed before the sample).")] = None,
+    prime_file: Annotated[Optional[Path], typer.Option(help="Read the prime from this file.")] = None,
+    length: Annotated[int, typer.Option("--length", "-n", help="Tokens (characters for a char model) to generate.")] = 1000,
+    num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a blank line.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+):
+    """Generate text from a trained model, streamed to stdout as it is made."""
+    if prime is not None and prime_file is not None:
+        raise UsageError("give --prime or --prime-file, not both")
+    if num_samples < 1:
+        raise UsageError(f"--num-samples must be at least 1, not {num_samples}")
+    if prime_file is not None:
+        try:
+            prime = prime_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CharrnnError(f"cannot read --prime-file {prime_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    from .sampling import SamplingConfig
+    from .tasks.language import load_language_model, sample_text
+
+    sampling = SamplingConfig(temperature=temp, top_k=top_k, top_p=top_p)
+    model, vocab, _ = load_language_model(checkpoint or _default_checkpoint(), device=device)
+    out = sys.stdout
+    for i in range(num_samples):
+        if i > 0:
+            out.write("\n\n")
+        pieces = sample_text(model, vocab, prime=prime if prime is not None else "\n", length=length, sampling=sampling,
+                             seed=None if seed is None else seed + i)
+        if prime is not None:
+            out.write(prime)
+        for piece in pieces:
+            out.write(piece)
+            out.flush()
+    out.write("\n")
+    out.flush()
+
+
+def _default_checkpoint() -> Path:
+    path = bundled_checkpoint()
+    if not path.exists():
+        raise CharrnnError(f"the bundled checkpoint {path} is missing; pass -c CHECKPOINT")
+    return path
+
+
+# -- info and export ---------------------------------------------------------------------------
+
+
+@app.command(context_settings=CONTEXT)
+def info(checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or run folder.")]):
+    """Show a checkpoint's model, vocabulary, training time and best validation figures."""
+    from .checkpoint import load_checkpoint
+    from .console import print_checkpoint_info
+
+    path = checkpoint / "best.pt" if checkpoint.is_dir() else checkpoint
+    payload = load_checkpoint(path)
+    parameters = sum(t.numel() for t in payload["model_state"].values())
+    print_checkpoint_info(str(path), payload, parameters)
+
+
+@app.command(context_settings=CONTEXT)
+def export(
+    source: Annotated[Path, typer.Argument(help="Checkpoint to export (for example checkpoints/run/best.pt).")],
+    destination: Annotated[Path, typer.Argument(help="Where to write the inference-only checkpoint.")],
+    half: Annotated[bool, typer.Option("--half", help="Store weights in fp16 (half the size).")] = False,
+    note: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE notes to store (shown by charrnn info), e.g. licence.")] = None,
+):
+    """Write an inference-only copy of a checkpoint: weights and vocabulary, no optimiser state."""
+    from .checkpoint import inference_only, load_checkpoint, save_checkpoint
+
+    notes = {}
+    for item in note or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--note takes KEY=VALUE, not {item!r}")
+        notes[key] = value
+    payload = inference_only(load_checkpoint(source), half=half)
+    if notes:
+        payload["notes"] = {**(payload.get("notes") or {}), **notes}
+    save_checkpoint(payload, destination)
+    size = destination.stat().st_size
+    print(f"{destination} ({size / 1e6:.1f} MB)", file=sys.stderr)
+
+
+# -- corpora -----------------------------------------------------------------------------------
+
+
+@corpus_app.command("list", context_settings=CONTEXT)
+def corpus_list():
+    """List the known corpora, their licences and whether they are available here."""
+    from .corpora import list_corpora
+
+    for entry in list_corpora():
+        status = f"found at {entry.local_path}" if entry.local_path else "not downloaded"
+        print(f"{entry.name}\t{entry.description}\t{entry.licence}\t{status}")
+
+
+@corpus_app.command("download", context_settings=CONTEXT)
+def corpus_download(
+    name: Annotated[str, typer.Argument(help="Corpus name from `charrnn corpus list`.")],
+    dest: Annotated[Path, typer.Option(help="Folder to download into.")] = Path("corpora"),
+    url: Annotated[Optional[str], typer.Option(help="Download from this URL (a mirror) instead of the manifest's; the checksum is still verified.")] = None,
+):
+    """Download a public corpus, verify its sha256 checksum, and store it atomically."""
+    from .corpora import download_corpus, list_corpora
+
+    path = download_corpus(name, dest=dest, url=url)
+    entry = next(e for e in list_corpora() if e.name == name)
+    # Some licences (CC-BY) require the attribution to travel with anything made from the data.
+    print(f"{name}: {entry.licence}; attribution: {entry.attribution}", file=sys.stderr)
+    print(path)
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def _silence_stdout() -> None:
+    """After the reader of a pipe has gone (`| head`), point stdout at /dev/null so the
+    interpreter's final flush does not raise a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _error(message: str) -> None:
+    print(f"charrnn: error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every user error becomes one line on stderr and an exit code (2 for usage,
+    1 for run-time problems), never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="charrnn", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        _error("aborted")
+        code = 130
+    except typer.TyperException as exc:  # bad options and arguments: typer's parser reports them
+        if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+            print(exc.ctx.get_help(), file=sys.stderr)
+        else:
+            _error(exc.format_message())
+        code = getattr(exc, "exit_code", 2)
+    except CharrnnError as exc:
+        _error(exc.message)
+        code = exc.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        code = 0
+    except KeyboardInterrupt:
+        _error("interrupted")
+        code = 130
+    except MemoryError:
+        _error("out of memory; try a smaller --batch-size or --hidden-size")
+        code = 1
+    if code:
+        sys.exit(code)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

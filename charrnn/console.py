@@ -1,0 +1,129 @@
+"""What the CLI shows on stderr: the training progress bar, summaries and tables. Nothing here
+writes to stdout, which carries results only."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+stderr_console = Console(stderr=True, highlight=False)
+
+
+class TrainingProgress:
+    """Consumes the trainer's events and draws a tqdm bar on stderr: step, train loss, val bpc,
+    characters per second, ETA. quiet=True shows nothing."""
+
+    def __init__(self, *, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = None
+        self.last_val_bpc = None
+        self._rate_mark = None  # (tokens, elapsed) at the last rate update
+        self.rate = 0.0
+        self.loss = None
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        kind = event["event"]
+        if kind == "start":
+            from tqdm import tqdm
+
+            total = event["total_steps"] if event["total_steps"] < 10**9 else None
+            stderr_console.print(
+                f"training: {event['parameters']:,} parameters on {event['device']} ({event['precision']})"
+                + (f", time budget {event['time_budget']:g}s" if event.get("time_budget") else "")
+            )
+            self.bar = tqdm(total=total, initial=event["step"], file=sys.stderr, unit="step", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        elif kind == "step" and self.bar is not None:
+            if self.bar.total != event["total_steps"] and event["total_steps"] < 10**9:
+                self.bar.total = event["total_steps"]
+            self.loss = event["loss"] if self.loss is None else 0.9 * self.loss + 0.1 * event["loss"]
+            if self._rate_mark is None:
+                self._rate_mark = (event["tokens"], event["elapsed"])
+            elif event["elapsed"] - self._rate_mark[1] >= 1.0:
+                self.rate = (event["tokens"] - self._rate_mark[0]) / (event["elapsed"] - self._rate_mark[1])
+                self._rate_mark = (event["tokens"], event["elapsed"])
+            self.bar.update(event["step"] - self.bar.n)
+            self._postfix()
+        elif kind == "eval":
+            self.last_val_bpc = event.get("val_bpc")
+            self._postfix()
+        elif kind == "end" and self.bar is not None:
+            self.bar.close()
+
+    def _postfix(self):
+        parts = [f"loss {self.loss:.3f}" if self.loss is not None else "loss -"]
+        parts.append(f"val bpc {self.last_val_bpc:.3f}" if self.last_val_bpc is not None else "val bpc -")
+        parts.append(f"{self.rate:,.0f} char/s")
+        self.bar.set_postfix_str(", ".join(parts), refresh=False)
+
+
+STOP_REASONS = {
+    "max_steps": "reached --max-steps",
+    "epochs": "reached --epochs",
+    "time_budget": "used the --time-budget",
+    "early_stopping": "early stopping (validation loss stopped improving)",
+    "interrupted": "interrupted",
+    "diverged": "the loss became NaN or infinite (try a lower --lr)",
+}
+
+
+def describe_metrics(metrics: dict) -> str:
+    """'1.482 nats/char, 2.138 bpc, perplexity 4.40' from an evaluation record."""
+    if not metrics or "val_loss" not in metrics:
+        return "no evaluation"
+    return f"{metrics['val_loss']:.4f} nats/token, {metrics['val_bpc']:.4f} bpc, perplexity {metrics['val_ppl']:.2f}"
+
+
+def print_training_summary(result) -> None:
+    state = result.state
+    best = next((h for h in state.history if h["step"] == state.best_step), None)
+    stderr_console.print(f"stopped at step {state.step} after {state.elapsed:.1f}s: {STOP_REASONS.get(result.stop_reason, result.stop_reason)}")
+    if result.final_metrics:
+        stderr_console.print(f"final validation: {describe_metrics(result.final_metrics)}")
+    if best is not None:
+        stderr_console.print(f"best validation:  {describe_metrics(best)} at step {state.best_step}")
+    stderr_console.print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt; log: {result.run_dir}/log.jsonl")
+    if result.stop_reason == "interrupted":
+        stderr_console.print(f"resume with: charrnn train --resume {result.run_dir} CORPUS")
+
+
+def print_checkpoint_info(path: str, payload: dict, parameters: int) -> None:
+    """A table of what a checkpoint holds and how it was made, on stdout: it is the result
+    `charrnn info` was asked for."""
+    table = Table(title=f"{path}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("task", str(payload.get("task")))
+    table.add_row("format version", str(payload.get("format_version")))
+    for key, value in payload.get("model_config", {}).items():
+        table.add_row(f"model.{key}", str(value))
+    table.add_row("parameters", f"{parameters:,}")
+    vocab = payload.get("vocab", {})
+    table.add_row("vocabulary", f"{vocab.get('kind')}")
+    if payload.get("corpus"):
+        table.add_row("corpus", str(payload["corpus"]))
+    state = payload.get("train_state") or {}
+    if state:
+        table.add_row("steps", f"{state.get('step', 0):,}")
+        table.add_row("tokens seen", f"{state.get('tokens_seen', 0):,}")
+        table.add_row("training time", f"{state.get('elapsed', 0.0):.1f}s")
+        best = next((h for h in state.get("history", []) if h["step"] == state.get("best_step")), None)
+        if best is not None:
+            table.add_row("best validation", f"{describe_metrics(best)} (step {best['step']})")
+    table.add_row("resumable", "yes" if payload.get("resumable") else "no (weights only)")
+    for key, value in (payload.get("notes") or {}).items():
+        table.add_row(key, str(value))
+    Console(highlight=False).print(table)
+
+
+def format_bytes(n: float) -> str:
+    if n <= 0:
+        return "0 B"
+    units = ["B", "KB", "MB", "GB"]
+    i = min(len(units) - 1, int(math.log(n, 1024)))
+    return f"{n / 1024**i:.1f} {units[i]}"

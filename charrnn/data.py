@@ -1,0 +1,258 @@
+"""Reading corpora (files or stdin), checking them, encoding them once into a memory-mapped token
+file, the train/validation split, and the parallel streams that stateful truncated BPTT reads."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CharrnnError, UsageError
+from .vocab import Vocab, format_characters
+
+CHUNK_BYTES = 4 * 1024 * 1024  # corpora are read and encoded in pieces of this size: flat memory
+BINARY_SNIFF_BYTES = 8192
+
+
+def default_cache_dir() -> Path:
+    """Where encoded token files are kept between runs: $CHARRNN_CACHE, else ~/.cache/charrnn."""
+    env = os.environ.get("CHARRNN_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "charrnn"
+
+
+# -- reading and checking ----------------------------------------------------------------------
+
+
+def stage_corpus(source: str, work_dir: Path) -> Path:
+    """Return a path to read the corpus from. '-' copies stdin to a file in work_dir first,
+    because the corpus is read more than once (vocabulary, then encoding)."""
+    if source != "-":
+        path = Path(source)
+        if not path.exists():
+            # A bare name such as tinyshakespeare.txt is also looked up in the corpus search
+            # folders ($CHARRNN_CORPORA, ./corpora, ../shared/corpora).
+            from .corpora import find_corpus_file
+
+            found = find_corpus_file(source)
+            if found is None:
+                raise CharrnnError(f"corpus {source} does not exist (nor in the corpus folders; see `charrnn corpus list`)")
+            path = found
+        if path.is_dir():
+            raise CharrnnError(f"corpus {source} is a directory; give a text file")
+        return path
+    work_dir.mkdir(parents=True, exist_ok=True)
+    staged = work_dir / "stdin-corpus.txt"
+    with open(staged, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, CHUNK_BYTES)
+    return staged
+
+
+def iter_text_chunks(path: Path, encoding: str = "utf-8", *, label: str | None = None) -> Iterator[str]:
+    """Yield the decoded text of a corpus in pieces, checking it on the way.
+
+    Raises a one-line CharrnnError for an empty file, a binary file, or bytes that are not valid
+    in the encoding (naming the byte offset and the --encoding fix).
+    """
+    label = label or str(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UsageError(f"unknown --encoding {encoding!r}") from None
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    offset = 0
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise CharrnnError(f"cannot read corpus {label}: {exc.strerror}") from None
+    with handle:
+        while True:
+            raw = handle.read(CHUNK_BYTES)
+            if offset == 0:
+                if not raw:
+                    raise CharrnnError(f"corpus {label} is empty; give a file with some text in it")
+                if b"\x00" in raw[:BINARY_SNIFF_BYTES] and not encoding.lower().startswith("utf-16") and not encoding.lower().startswith("utf-32"):
+                    raise CharrnnError(f"corpus {label} looks like a binary file (it has NUL bytes); give a text file")
+            final = not raw
+            try:
+                text = decoder.decode(raw, final=final)
+            except UnicodeDecodeError as exc:
+                position = offset + exc.start
+                raise CharrnnError(
+                    f"corpus {label} is not valid {encoding} (bad byte at offset {position}); "
+                    f"pass --encoding with the file's encoding, for example --encoding latin-1"
+                ) from None
+            if text:
+                yield text
+            if final:
+                return
+            offset += len(raw)
+
+
+# -- encoding into a token file ----------------------------------------------------------------
+
+
+@dataclass
+class TokenFile:
+    """A corpus encoded as a flat array of token ids on disk, opened as a read-only memmap."""
+
+    path: Path
+    dtype: str
+    length: int
+
+    def open(self) -> np.memmap:
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.length,))
+
+
+def smallest_dtype(vocab_size: int) -> str:
+    if vocab_size <= 2**8:
+        return "uint8"
+    if vocab_size <= 2**16:
+        return "uint16"
+    return "uint32"
+
+
+def corpus_key(path: Path, encoding: str) -> str:
+    """Identify a corpus file by path, size and modification time: cheap to compute and changes
+    whenever the file does, so a cached token file is never stale."""
+    stat = path.stat()
+    ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{encoding}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def build_vocab(path: Path, *, kind: str, vocab_size: int, encoding: str, label: str) -> Vocab:
+    """Build the vocabulary of a corpus in one streaming pass."""
+    if kind == "char":
+        seen: set[str] = set()
+        for chunk in iter_text_chunks(path, encoding, label=label):
+            seen.update(chunk)
+        return Vocab.build_char(seen)
+    if kind == "bpe":
+        return Vocab.train_bpe(iter_text_chunks(path, encoding, label=label), vocab_size)
+    raise UsageError(f"unknown --tokenizer {kind!r}; choose char or bpe")
+
+
+def encode_to_token_file(
+    path: Path, vocab: Vocab, *, encoding: str, cache_dir: Path, label: str, reuse: bool = True
+) -> TokenFile:
+    """Encode the corpus once into cache_dir/<key>.tokens (the smallest integer type that holds
+    the vocabulary), or reuse the file an earlier run made for the same corpus and vocabulary."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{corpus_key(path, encoding)}-{vocab.fingerprint()}"
+    token_path = cache_dir / f"{stem}.tokens"
+    meta_path = cache_dir / f"{stem}.json"
+    dtype = smallest_dtype(vocab.size)
+    if reuse and token_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("dtype") == dtype and token_path.stat().st_size == meta["length"] * np.dtype(dtype).itemsize:
+            return TokenFile(token_path, dtype, meta["length"])
+    length = 0
+    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in iter_text_chunks(path, encoding, label=label):
+                try:
+                    ids = vocab.encode_array(chunk)
+                except CharrnnError:
+                    missing = vocab.unknown_characters(chunk)
+                    raise CharrnnError(
+                        f"corpus {label} has characters the model's vocabulary lacks: {format_characters(missing)}"
+                    ) from None
+                out.write(ids.astype(dtype).tobytes())
+                length += len(ids)
+        os.replace(tmp_name, token_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    meta_path.write_text(json.dumps({"source": str(path), "length": length, "dtype": dtype}))
+    return TokenFile(token_path, dtype, length)
+
+
+# -- splits and batches ------------------------------------------------------------------------
+
+
+def split_point(length: int, val_frac: float) -> int:
+    """Index where validation starts: the last val_frac of the tokens, as nanoGPT splits, so
+    validation figures compare with theirs."""
+    if not 0.0 < val_frac < 1.0:
+        raise UsageError(f"--val-frac must be between 0 and 1 (exclusive), not {val_frac}")
+    return length - int(round(length * val_frac))
+
+
+class StreamBatches:
+    """Stateful truncated-BPTT batches: the token range is cut into batch_size contiguous
+    streams read side by side, seq_len tokens at a time, so row b of one batch continues row b
+    of the previous one and the hidden state can be carried across windows.
+
+    position is the offset of the next window inside every stream; it is all the state there is,
+    so saving it in a checkpoint resumes the data exactly.
+    """
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, *, start: int = 0, end: int | None = None):
+        end = len(tokens) if end is None else end
+        self.tokens = tokens
+        self.start = start
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.stream_len = (end - start) // batch_size
+        if self.stream_len < seq_len + 1:
+            needed = batch_size * (seq_len + 1)
+            raise CharrnnError(
+                f"corpus too short: {end - start} training tokens, need at least {needed} for one batch "
+                f"of {batch_size} x {seq_len}; use a longer corpus or lower --batch-size / --seq-len"
+            )
+        self.position = 0
+
+    @property
+    def windows_per_epoch(self) -> int:
+        return (self.stream_len - 1) // self.seq_len
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Return (x, y, wrapped): inputs and next-token targets, each (B, T) int64, and whether
+        the streams just wrapped to their beginning (the carried state must then be reset)."""
+        wrapped = False
+        if self.position + self.seq_len + 1 > self.stream_len:
+            self.position = 0
+            wrapped = True
+        rows = []
+        for b in range(self.batch_size):
+            begin = self.start + b * self.stream_len + self.position
+            rows.append(np.asarray(self.tokens[begin : begin + self.seq_len + 1], dtype=np.int64))
+        window = torch.from_numpy(np.stack(rows))  # (B, T + 1)
+        self.position += self.seq_len
+        return window[:, :-1], window[:, 1:], wrapped
+
+
+def validation_windows(tokens: np.ndarray, start: int, end: int, num_streams: int, seq_len: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every token of [start, end) after the first exactly once as a target, read in num_streams
+    parallel streams window by window (the caller carries the state across windows).
+
+    The few tokens that do not divide evenly into the streams directly follow the last stream,
+    so they come last as windows of one row: the caller continues them from the last row's state.
+    """
+    length = end - start - 1  # the last token has no next token to predict
+    num_streams = max(1, min(num_streams, length))
+    stream_len = length // num_streams
+
+    def window(begins: list[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [np.asarray(tokens[b : b + width + 1], dtype=np.int64) for b in begins]
+        both = torch.from_numpy(np.stack(rows))  # (rows, width + 1)
+        return both[:, :-1], both[:, 1:]
+
+    for position in range(0, stream_len, seq_len):
+        width = min(seq_len, stream_len - position)
+        yield window([start + b * stream_len + position for b in range(num_streams)], width)
+    tail_start = start + num_streams * stream_len
+    for position in range(tail_start, end - 1, seq_len):
+        yield window([position], min(seq_len, end - 1 - position))

@@ -1,0 +1,1 @@
+"""Task glue between data, models and the training loop: one module per task."""

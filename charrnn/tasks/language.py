@@ -1,0 +1,272 @@
+"""The language-model task: a corpus becomes a vocabulary, a token file and a train/validation
+split; training is stateful truncated BPTT; evaluation covers the whole validation split in nats
+per token, bits per character and perplexity; sampling streams text from a checkpoint."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..cells import State
+from ..checkpoint import load_checkpoint
+from ..data import (
+    StreamBatches,
+    build_vocab,
+    default_cache_dir,
+    encode_to_token_file,
+    split_point,
+    stage_corpus,
+    validation_windows,
+)
+from ..devices import resolve_device, resolve_precision
+from ..errors import CharrnnError, UsageError
+from ..models.language_model import LanguageModel, LanguageModelConfig
+from ..sampling import SamplingConfig, generate
+from ..train import Trainer, TrainConfig, TrainResult
+from ..vocab import Vocab, format_characters
+
+TASK = "language_model"
+LN2 = math.log(2)
+
+
+@dataclass
+class LanguageDataConfig:
+    batch_size: int = 64
+    seq_len: int = 128
+    val_frac: float = 0.1
+    tokenizer: str = "char"
+    vocab_size: int = 2000  # BPE only
+    encoding: str = "utf-8"
+    eval_streams: int = 16
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.seq_len < 1:
+            raise UsageError(f"--seq-len must be at least 1, not {self.seq_len}")
+        if self.tokenizer not in ("char", "bpe"):
+            raise UsageError(f"unknown --tokenizer {self.tokenizer!r}; choose char or bpe")
+        split_point(100, self.val_frac)  # raises for a bad fraction
+
+
+def _detach(state: State) -> State:
+    return tuple(part.detach() for part in state)
+
+
+class LanguageModelTask:
+    """Stateful truncated BPTT over a token file. The hidden state is carried from one window to
+    the next (so the model sees context longer than seq_len) and detached between windows (so
+    back-propagation stays seq_len steps deep); it is reset where the streams wrap around."""
+
+    def __init__(self, model: LanguageModel, vocab: Vocab, tokens: np.ndarray, data: LanguageDataConfig, *, corpus_name: str):
+        self.model = model
+        self.vocab = vocab
+        self.data = data
+        self.corpus_name = corpus_name
+        self.tokens = tokens
+        self.val_start = split_point(len(tokens), data.val_frac)
+        self.batches = StreamBatches(tokens, data.batch_size, data.seq_len, end=self.val_start)
+        if len(tokens) - self.val_start < 2:
+            raise CharrnnError("corpus too short for a validation split; use a longer corpus or a larger --val-frac")
+        self.steps_per_epoch = self.batches.windows_per_epoch
+        self.state: State | None = None
+        self._val_chars = self._count_val_characters()
+
+    def _count_val_characters(self) -> int:
+        """Bits per character need characters, not tokens: the same for a char vocabulary,
+        counted by decoding the split for BPE."""
+        if self.vocab.kind == "char":
+            return len(self.tokens) - self.val_start - 1
+        count = 0
+        for begin in range(self.val_start + 1, len(self.tokens), 1 << 20):
+            count += len(self.vocab.decode(np.asarray(self.tokens[begin : begin + (1 << 20)]).tolist()))
+        return max(count, 1)
+
+    def training_loss(self, model, device):
+        x, y, wrapped = self.batches.next()
+        if wrapped or self.state is None:
+            self.state = model.init_state(x.shape[0], device)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        _, state, loss = model(x, self.state, targets=y)
+        # Detach: keep the values (context) but cut the graph, or backward would reach back
+        # through every window since the start.
+        self.state = _detach(state)
+        return loss, x.numel()
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        total_nats = 0.0
+        total_tokens = 0
+        state = None
+        for x, y in validation_windows(self.tokens, self.val_start, len(self.tokens), self.data.eval_streams, max(self.data.seq_len, 256)):
+            x, y = x.to(device), y.to(device)
+            if state is None:
+                state = model.init_state(x.shape[0], device)
+            elif x.shape[0] != state[0].shape[1]:  # the one-row tail continues the last stream
+                state = tuple(part[:, -1:] for part in state)
+            logits, state, _ = model(x, state)
+            nats = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+            total_nats += float(nats)
+            total_tokens += y.numel()
+        val_loss = total_nats / total_tokens
+        chars = self._val_chars * total_tokens / max(1, len(self.tokens) - self.val_start - 1)
+        return {
+            "val_loss": val_loss,
+            "val_bpc": total_nats / chars / LN2,
+            "val_ppl": math.exp(min(val_loss, 50.0)),
+        }
+
+    def data_state(self) -> dict:
+        return {
+            "position": self.batches.position,
+            "hidden": [t.detach().cpu() for t in self.state] if self.state is not None else None,
+        }
+
+    def load_data_state(self, state: dict) -> None:
+        self.batches.position = int(state["position"])
+        hidden = state.get("hidden")
+        device = next(self.model.parameters()).device
+        self.state = tuple(t.to(device) for t in hidden) if hidden is not None else None
+
+    def checkpoint_fields(self) -> dict:
+        return {
+            "task": TASK,
+            "model_config": asdict(self.model.config),
+            "vocab": self.vocab.to_dict(),
+            "data_config": asdict(self.data),
+            "corpus": self.corpus_name,
+        }
+
+
+# -- building, training and loading ------------------------------------------------------------
+
+
+def default_run_dir(corpus: str) -> Path:
+    """checkpoints/<corpus name>/ (stdin trains into checkpoints/stdin/)."""
+    name = "stdin" if corpus == "-" else Path(corpus).name.split(".")[0] or "corpus"
+    return Path("checkpoints") / name
+
+
+def prepare_corpus(corpus: str, data: LanguageDataConfig, run_dir: Path, *, vocab: Vocab | None = None,
+                   cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray]:
+    """Check and encode the corpus (building its vocabulary unless one is given)."""
+    label = "<stdin>" if corpus == "-" else corpus
+    path = stage_corpus(corpus, run_dir)
+    if vocab is None:
+        vocab = build_vocab(path, kind=data.tokenizer, vocab_size=data.vocab_size, encoding=data.encoding, label=label)
+    token_file = encode_to_token_file(path, vocab, encoding=data.encoding, cache_dir=cache_dir or default_cache_dir(), label=label)
+    return vocab, token_file.open()
+
+
+def train_language_model(
+    corpus: str,
+    *,
+    model_config: dict | None = None,
+    data: LanguageDataConfig | None = None,
+    train: TrainConfig | None = None,
+    run_dir: Path | None = None,
+    resume: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    cache_dir: Path | None = None,
+    on_event: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train a language model on a corpus file (or '-' for stdin), or resume a run.
+
+    model_config holds LanguageModelConfig fields except vocab_size. On resume, the model, data
+    and training settings come from the checkpoint; stop conditions given in train replace the
+    saved ones (max_steps, epochs, time_budget).
+    """
+    torch_device = resolve_device(device)
+    amp_dtype = resolve_precision(precision, torch_device)
+    if resume is not None:
+        payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
+        data = LanguageDataConfig(**payload["data_config"])
+        saved_train = TrainConfig(**payload["train_config"])
+        if train is not None:
+            for name in ("max_steps", "epochs", "time_budget"):
+                if getattr(train, name) is not None:
+                    setattr(saved_train, name, getattr(train, name))
+        train = saved_train
+        run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
+        vocab = Vocab.from_dict(payload["vocab"])
+        vocab, tokens = prepare_corpus(corpus, data, run_dir, vocab=vocab, cache_dir=cache_dir)
+        model = LanguageModel(LanguageModelConfig(**payload["model_config"]))
+    else:
+        data = data or LanguageDataConfig()
+        data.validate()
+        train = train or TrainConfig()
+        train.validate()
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(corpus)
+        vocab, tokens = prepare_corpus(corpus, data, run_dir, cache_dir=cache_dir)
+        # Seed before building the model so its initial weights are reproducible too.
+        torch.manual_seed(train.seed)
+        config = LanguageModelConfig(vocab_size=vocab.size, **(model_config or {}))
+        model = LanguageModel(config)
+    corpus_name = "<stdin>" if corpus == "-" else Path(corpus).name
+    task = LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name)
+    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
+    if resume is not None:
+        trainer.load_resume_payload(payload)
+    return trainer.run()
+
+
+def resume_checkpoint_path(resume: str | Path) -> Path:
+    """--resume takes a run folder (uses its last.pt) or a checkpoint file."""
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pt"
+    return path
+
+
+def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, dict]:
+    """Rebuild the model and vocabulary from a checkpoint, ready for inference on the device."""
+    payload = load_checkpoint(checkpoint, task=TASK)
+    model = LanguageModel(LanguageModelConfig(**payload["model_config"]))
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in payload["model_state"].items()}
+    model.load_state_dict(weights)
+    model.to(resolve_device(device)).eval()
+    model.recurrent.flatten_parameters()
+    return model, Vocab.from_dict(payload["vocab"]), payload
+
+
+def sample_text(
+    model: LanguageModel,
+    vocab: Vocab,
+    *,
+    prime: str = "\n",
+    length: int = 500,
+    sampling: SamplingConfig | None = None,
+    seed: int | None = None,
+) -> Iterator[str]:
+    """Stream generated text (after the prime) piece by piece. Arguments are checked here, before
+    the first piece, so a caller that echoes the prime never prints anything for a bad request."""
+    if length < 0:
+        raise UsageError(f"-n/--length must be 0 or more, not {length}")
+    if prime == "":
+        raise UsageError("--prime must not be empty")
+    missing = vocab.unknown_characters(prime)
+    if missing:
+        raise UsageError(f"the prime has characters the model's vocabulary lacks: {format_characters(missing)}")
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    token_ids = generate(model, vocab.encode(prime), length, sampling or SamplingConfig(), generator)
+    return _decode_stream(token_ids, vocab)
+
+
+def _decode_stream(token_ids: Iterator[int], vocab: Vocab) -> Iterator[str]:
+    decoder = vocab.stream_decoder()
+    for token in token_ids:
+        piece = decoder.step(token)
+        if piece:
+            yield piece
+    tail = decoder.flush()
+    if tail:
+        yield tail

@@ -1,0 +1,369 @@
+"""The one task-agnostic training loop: AdamW, warm-up then cosine decay, gradient clipping,
+mixed precision, periodic evaluation, early stopping, atomic checkpoints (best.pt, last.pt), a
+JSONL log, stopping by steps, epochs or wall-clock budget, Ctrl-C, and exact resume.
+
+A task supplies the model, its own batches and an evaluation; the loop reports through events,
+and only the CLI draws progress."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from .checkpoint import save_checkpoint
+from .devices import autocast
+from .errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = 3e-3
+    min_lr_ratio: float = 0.1  # the cosine decays to learning_rate * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    max_steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = None  # wall-clock seconds of training, evaluations included
+    eval_every: int = 250
+    patience: int | None = 10  # evaluations without improvement before stopping; None: never
+    seed: int = 1337
+
+    def validate(self) -> None:
+        checks = [
+            (self.learning_rate > 0, f"--lr must be positive, not {self.learning_rate}"),
+            (0 <= self.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}"),
+            (self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, not {self.warmup_steps}"),
+            (self.weight_decay >= 0, f"--weight-decay must be 0 or more, not {self.weight_decay}"),
+            (self.grad_clip > 0, f"--grad-clip must be positive, not {self.grad_clip}"),
+            (self.max_steps is None or self.max_steps > 0, f"--max-steps must be positive, not {self.max_steps}"),
+            (self.epochs is None or self.epochs > 0, f"--epochs must be positive, not {self.epochs}"),
+            (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, not {self.time_budget}"),
+            (self.eval_every > 0, f"--eval-every must be positive, not {self.eval_every}"),
+            (self.patience is None or self.patience > 0, f"--patience must be positive, not {self.patience}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+
+class TrainingTask(Protocol):
+    """What a task gives the loop. The task owns its batches (and any state carried between
+    them, such as the hidden state of truncated BPTT)."""
+
+    model: nn.Module
+    steps_per_epoch: int
+
+    def training_loss(self, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, int]:
+        """Loss on the next training batch, and the number of tokens it covered."""
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Metrics on the validation data; must include 'val_loss' (lower is better)."""
+
+    def data_state(self) -> dict:
+        """Where the batches are, so a resumed run reads exactly the same data."""
+
+    def load_data_state(self, state: dict) -> None: ...
+
+    def checkpoint_fields(self) -> dict:
+        """What the task needs in every checkpoint to rebuild the model (task, config, vocab)."""
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training besides weights and optimiser moments."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed: float = 0.0  # seconds of training so far, across resumed sessions
+    total_steps: int | None = None  # the step the schedule reaches its end at
+    best_val_loss: float = math.inf
+    best_step: int = 0
+    evals_without_improvement: int = 0
+    history: list[dict] = field(default_factory=list)  # every evaluation
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    stop_reason: str
+    run_dir: Path
+    final_metrics: dict
+
+
+def learning_rate_at(step: int, config: TrainConfig, total_steps: int) -> float:
+    """Linear warm-up to the peak, then cosine decay to peak * min_lr_ratio at total_steps."""
+    peak = config.learning_rate
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    span = max(1, total_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = peak * config.min_lr_ratio
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only: decaying biases, embeddings and norms only
+    hurts small models."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.dim() >= 2 and "embedding" not in name
+        (decay if is_matrix else no_decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.99))
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C into a request the loop honours between steps (so the checkpoint it
+    then writes is consistent); a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_python_random_state(state["python"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _as_python_random_state(state):
+    # random.setstate wants tuples; a checkpoint round-trip may give lists.
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+class Trainer:
+    """Runs a TrainingTask to a stop condition, writing best.pt, last.pt and log.jsonl to run_dir."""
+
+    def __init__(
+        self,
+        task: TrainingTask,
+        config: TrainConfig,
+        run_dir: Path,
+        *,
+        device: torch.device,
+        amp_dtype: torch.dtype | None = None,
+        on_event: Callable[[dict], None] | None = None,
+    ):
+        config.validate()
+        self.task = task
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.on_event = on_event or (lambda event: None)
+        self.model = task.model.to(device)
+        self.optimizer = make_optimizer(self.model, config)
+        self.state = TrainState()
+        self._log_handle = None
+
+    # -- resume --------------------------------------------------------------------------------
+
+    def load_resume_payload(self, payload: dict) -> None:
+        """Restore weights, optimiser, schedule, data position, RNG and history from a checkpoint
+        written by this loop, so training continues exactly where it stopped."""
+        if not payload.get("resumable", False):
+            raise UsageError("this checkpoint holds weights only (it was exported); it cannot resume training")
+        self.model.load_state_dict(payload["model_state"])
+        self.optimizer.load_state_dict(payload["optimizer_state"])
+        self.state = TrainState(**payload["train_state"])
+        self.task.load_data_state(payload["data_state"])
+        self._pending_rng = payload["rng_state"]
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _stop_steps(self) -> int | None:
+        """The step count a step or epoch limit implies, if any."""
+        limits = []
+        if self.config.max_steps is not None:
+            limits.append(self.config.max_steps)
+        if self.config.epochs is not None:
+            limits.append(max(1, math.ceil(self.config.epochs * self.task.steps_per_epoch)))
+        return min(limits) if limits else None
+
+    def _estimate_total(self, seconds_per_step: float) -> int:
+        """Under a time budget, the schedule's length is the number of steps the remaining time
+        allows at the measured speed (capped by any step or epoch limit)."""
+        remaining = max(0.0, self.config.time_budget - self.state.elapsed)
+        total = self.state.step + int(remaining / max(seconds_per_step, 1e-9))
+        limit = self._stop_steps()
+        return min(total, limit) if limit is not None else total
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        device = self.device
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.state.step == 0:
+            torch.manual_seed(cfg.seed)
+            random.seed(cfg.seed)
+        elif getattr(self, "_pending_rng", None) is not None:
+            _restore_rng(self._pending_rng, device)
+        step_limit = self._stop_steps()
+        if cfg.time_budget is None and step_limit is None:
+            raise UsageError("give a stop condition: --max-steps, --epochs or --time-budget")
+        if self.state.total_steps is None or cfg.time_budget is None:
+            # Without a time budget the schedule length is known now; with one, it is set
+            # provisionally and re-estimated from the measured speed below.
+            self.state.total_steps = step_limit if step_limit is not None else 10**9
+        self._log_handle = open(self.run_dir / "log.jsonl", "a", encoding="utf-8")
+        num_params = sum(p.numel() for p in self.model.parameters())
+        self._emit({"event": "start", "step": self.state.step, "total_steps": self.state.total_steps,
+                    "parameters": num_params, "device": str(device),
+                    "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+                    "time_budget": cfg.time_budget})
+        stop_reason = None
+        session_start = time.perf_counter()
+        elapsed_at_start = self.state.elapsed
+        calibration_start: tuple[int, float] | None = None
+        self.model.train()
+        try:
+            with _StopRequest() as stop:
+                while stop_reason is None:
+                    step = self.state.step
+                    lr = learning_rate_at(step, cfg, self.state.total_steps)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    with autocast(device, self.amp_dtype):
+                        loss, tokens = self.task.training_loss(self.model, device)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    # Clipping keeps the rare exploding gradient of a recurrent net from undoing
+                    # many steps of progress in one update.
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self.optimizer.step()
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        stop_reason = "diverged"
+                    self.state.step += 1
+                    self.state.tokens_seen += tokens
+                    self.state.elapsed = elapsed_at_start + (time.perf_counter() - session_start)
+                    self._emit({"event": "step", "step": self.state.step, "loss": loss_value, "lr": lr,
+                                "grad_norm": float(grad_norm), "tokens": self.state.tokens_seen,
+                                "elapsed": self.state.elapsed, "total_steps": self.state.total_steps})
+
+                    if cfg.time_budget is not None:
+                        # Skip the first steps (kernel warm-up) before measuring the speed.
+                        if calibration_start is None and self.state.step >= 3:
+                            calibration_start = (self.state.step, self.state.elapsed)
+                        elif calibration_start is not None and self.state.step == calibration_start[0] + 10:
+                            per_step = (self.state.elapsed - calibration_start[1]) / 10
+                            self.state.total_steps = self._estimate_total(per_step)
+
+                    if self.state.step % cfg.eval_every == 0 and stop_reason is None:
+                        improved = self._evaluate_and_save()
+                        if cfg.time_budget is not None and self.state.step > 0:
+                            # Evaluations also take time: re-estimate with the average so far.
+                            session_steps = max(1, self.state.step)
+                            self.state.total_steps = max(self.state.step, self._estimate_total(self.state.elapsed / session_steps))
+                        if not improved and cfg.patience is not None and self.state.evals_without_improvement >= cfg.patience:
+                            stop_reason = "early_stopping"
+                    if stop_reason is None:
+                        stop_reason = self._stop_reason(stop.requested)
+        finally:
+            pass
+        final_metrics = {}
+        if stop_reason != "diverged":
+            if self.state.step % cfg.eval_every != 0 or not self.state.history or self.state.history[-1]["step"] != self.state.step:
+                self._evaluate_and_save()
+            else:
+                self._save("last.pt")
+            final_metrics = self.state.history[-1] if self.state.history else {}
+        else:
+            self._save("last.pt")
+        self._emit({"event": "end", "step": self.state.step, "reason": stop_reason,
+                    "elapsed": self.state.elapsed, "best_val_loss": self.state.best_val_loss,
+                    "best_step": self.state.best_step})
+        self._log_handle.close()
+        return TrainResult(self.state, stop_reason, self.run_dir, final_metrics)
+
+    def _stop_reason(self, interrupted: bool) -> str | None:
+        if interrupted:
+            return "interrupted"
+        limit = self._stop_steps()
+        if limit is not None and self.state.step >= limit:
+            return "max_steps" if self.config.max_steps == limit else "epochs"
+        if self.config.time_budget is not None:
+            if self.state.elapsed >= self.config.time_budget or self.state.step >= (self.state.total_steps or 0):
+                return "time_budget"
+        return None
+
+    def _evaluate_and_save(self) -> bool:
+        self.model.eval()
+        with torch.no_grad(), autocast(self.device, self.amp_dtype):
+            metrics = self.task.evaluate(self.model, self.device)
+        self.model.train()
+        val_loss = metrics["val_loss"]
+        improved = val_loss < self.state.best_val_loss
+        if improved:
+            self.state.best_val_loss = val_loss
+            self.state.best_step = self.state.step
+            self.state.evals_without_improvement = 0
+        else:
+            self.state.evals_without_improvement += 1
+        record = {"step": self.state.step, "elapsed": round(self.state.elapsed, 3), "tokens": self.state.tokens_seen, **metrics}
+        self.state.history.append(record)
+        self._emit({"event": "eval", **record, "best_val_loss": self.state.best_val_loss, "improved": improved})
+        self._save("last.pt")
+        if improved:
+            self._save("best.pt")
+        return improved
+
+    def _save(self, name: str) -> None:
+        payload = {
+            **self.task.checkpoint_fields(),
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "train_config": asdict(self.config),
+            "train_state": asdict(self.state),
+            "data_state": self.task.data_state(),
+            "rng_state": _rng_state(self.device),
+            "resumable": True,
+        }
+        save_checkpoint(payload, self.run_dir / name)
+
+    def _emit(self, event: dict) -> None:
+        if self._log_handle is not None:
+            self._log_handle.write(json.dumps(event) + "\n")
+            self._log_handle.flush()
+        self.on_event(event)

@@ -1,0 +1,191 @@
+"""The command line end to end, in subprocesses, as a user runs it: training, sampling, pipes,
+and one-line errors with the right exit codes for every kind of bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd, input_bytes=None, env_extra=None):
+    env = {**os.environ, "CHARRNN_CACHE": str(cwd / "cache"), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "charrnn", *args], cwd=cwd, input=input_bytes,
+                          capture_output=True, env=env, timeout=300)
+
+
+def assert_one_line_error(proc, code, *fragments):
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("charrnn: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert proc.stdout == b""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained once through the CLI, shared by the tests below."""
+    root = tmp_path_factory.mktemp("cli")
+    text = "".join(f"ROMEO: the cat sat on mat {i % 7}.\nJULIET: the dog ran to log {i % 5}!\n" for i in range(200))
+    (root / "corpus.txt").write_text(text)
+    proc = run("train", "corpus.txt", "--max-steps", "40", "--eval-every", "20", "-b", "8", "--seq-len", "32",
+               "--hidden-size", "32", "--lr", "0.01", "--precision", "fp32", cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return root, proc
+
+
+def test_train_writes_run_folder_and_reports_on_stderr(trained):
+    root, proc = trained
+    assert proc.stdout == b""  # progress and summary go to stderr
+    err = proc.stderr.decode()
+    assert "best validation" in err and "bpc" in err
+    run_dir = root / "checkpoints" / "corpus"
+    assert {"best.pt", "last.pt", "log.jsonl"} <= {p.name for p in run_dir.iterdir()}
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "eval" and "val_bpc" in e for e in events)
+
+
+def test_sample_streams_reproducible_text(trained):
+    root, _ = trained
+    args = ("sample", "-c", "checkpoints/corpus/best.pt", "-n", "200", "--seed", "3", "--prime", "ROMEO:")
+    a, b = run(*args, cwd=root), run(*args, cwd=root)
+    assert a.returncode == 0, a.stderr.decode()
+    assert a.stdout == b.stdout and a.stdout.startswith(b"ROMEO:")
+    assert len(a.stdout.decode()) == len("ROMEO:") + 200 + 1  # prime, sample, final newline
+    assert a.stderr == b""
+    greedy = run("sample", "-c", "checkpoints/corpus/best.pt", "-n", "50", "--temp", "0", "--seed", "1", cwd=root)
+    greedy2 = run("sample", "-c", "checkpoints/corpus/best.pt", "-n", "50", "--temp", "0", "--seed", "2", cwd=root)
+    assert greedy.stdout == greedy2.stdout  # temperature 0 ignores the seed
+
+
+def test_sample_into_a_closed_pipe_ends_quietly(trained):
+    root, _ = trained
+    env = {**os.environ, "CHARRNN_CACHE": str(root / "cache")}
+    proc = subprocess.run(f"{sys.executable} -m charrnn sample -c checkpoints/corpus/best.pt -n 100000 | head -c 100",
+                          shell=True, cwd=root, capture_output=True, env=env, timeout=300)
+    assert len(proc.stdout) == 100
+    assert proc.stderr == b"", proc.stderr.decode()
+
+
+def test_num_samples_and_prime_file(trained):
+    root, _ = trained
+    (root / "prime.txt").write_text("JULIET:")
+    proc = run("sample", "-c", "checkpoints/corpus/best.pt", "-n", "20", "--num-samples", "3", "--prime-file", "prime.txt",
+               "--seed", "1", cwd=root)
+    assert proc.returncode == 0
+    assert proc.stdout.decode().count("JULIET:") >= 3
+
+
+def test_info_and_export(trained):
+    root, _ = trained
+    info = run("info", "checkpoints/corpus/best.pt", cwd=root)
+    assert info.returncode == 0
+    out = info.stdout.decode()
+    assert "language_model" in out and "parameters" in out and "best validation" in out
+    exported = run("export", "checkpoints/corpus/best.pt", "small.pt", "--half", "--note", "licence=public domain", cwd=root)
+    assert exported.returncode == 0, exported.stderr.decode()
+    assert (root / "small.pt").stat().st_size < (root / "checkpoints/corpus/best.pt").stat().st_size
+    assert "public domain" in run("info", "small.pt", cwd=root).stdout.decode()
+    resume = run("train", "corpus.txt", "--resume", "small.pt", "--max-steps", "50", cwd=root)
+    assert_one_line_error(resume, 2, "cannot resume")
+
+
+def test_resume_extends_a_finished_run(trained, tmp_path):
+    root, _ = trained
+    import shutil
+
+    shutil.copytree(root / "checkpoints" / "corpus", tmp_path / "run")
+    shutil.copy(root / "corpus.txt", tmp_path / "corpus.txt")
+    proc = run("train", "corpus.txt", "--resume", "run", "--max-steps", "45", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""  # --quiet
+    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert max(e["step"] for e in events if e["event"] == "step") == 45
+
+
+def test_train_from_stdin(tmp_path):
+    text = ("abc def ghi\n" * 300).encode()
+    proc = run("train", "-", "--max-steps", "3", "-b", "4", "--seq-len", "16", "--hidden-size", "8", "-q",
+               "--run-dir", "out", cwd=tmp_path, input_bytes=text)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (tmp_path / "out" / "best.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "content,fragments",
+    [
+        (b"", ["empty"]),
+        ("caf\u00e9\n".encode("latin-1") * 500, ["not valid utf-8", "--encoding"]),
+        (bytes(range(256)) * 40, ["binary"]),
+        (b"too short\n", ["too short", "--batch-size"]),
+    ],
+    ids=["empty", "not-utf8", "binary", "too-short"],
+)
+def test_bad_corpora(tmp_path, content, fragments):
+    (tmp_path / "bad.txt").write_bytes(content)
+    proc = run("train", "bad.txt", "--max-steps", "2", cwd=tmp_path)
+    assert_one_line_error(proc, 1, *fragments)
+
+
+def test_other_encodings_train_with_the_option(tmp_path):
+    (tmp_path / "latin.txt").write_bytes("caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n".encode("latin-1") * 300)
+    proc = run("train", "latin.txt", "--encoding", "latin-1", "--max-steps", "2", "-b", "4", "--seq-len", "16",
+               "--hidden-size", "8", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "args,code,fragments",
+    [
+        (("train", "missing.txt", "--max-steps", "1"), 1, ["does not exist"]),
+        (("train", "c.txt", "--cell", "transformer"), 2, ["--cell"]),
+        (("train", "c.txt", "--dropout", "1.5"), 2, ["--dropout"]),
+        (("train", "c.txt", "--device", "tpu"), 2, ["device"]),
+        (("train", "c.txt", "--max-steps", "notanumber"), 2, ["--max-steps"]),
+        (("train", "c.txt", "--no-such-option"), 2, ["--no-such-option"]),
+        (("sample", "-c", "nowhere.pt"), 1, ["does not exist"]),
+        (("sample", "-c", "c.txt"), 1, ["cannot be read"]),
+        (("info", "c.txt"), 1, ["cannot be read"]),
+        (("frobnicate",), 2, ["frobnicate"]),
+    ],
+)
+def test_usage_and_runtime_errors(tmp_path, args, code, fragments):
+    (tmp_path / "c.txt").write_text("hello world\n" * 1000)
+    assert_one_line_error(run(*args, cwd=tmp_path), code, *fragments)
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (("--temp", "-1"), ["--temp"]),
+        (("--top-k", "0"), ["--top-k"]),
+        (("--top-p", "2"), ["--top-p"]),
+        (("-n", "-5"), ["--length"]),
+        (("--prime", "ROMEO: \u263a\u00a7"), ["lacks", "'\u263a'", "'\u00a7'"]),
+        (("--prime", "x", "--prime-file", "p.txt"), ["not both"]),
+    ],
+)
+def test_bad_sampling_options(trained, args, fragments):
+    root, _ = trained
+    assert_one_line_error(run("sample", "-c", "checkpoints/corpus/best.pt", *args, cwd=root), 2, *fragments)
+
+
+def test_help_and_version(tmp_path):
+    for flag in ("-h", "--help"):
+        proc = run(flag, cwd=tmp_path)
+        assert proc.returncode == 0 and b"train" in proc.stdout
+    proc = run("train", "-h", cwd=tmp_path)
+    assert proc.returncode == 0 and b"--time-budget" in proc.stdout
+    version = run("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith(b"charrnn ")
+
+
+def test_help_does_not_import_torch(tmp_path):
+    code = "import sys; from charrnn import cli; assert 'torch' not in sys.modules, 'torch imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()

@@ -1,0 +1,100 @@
+"""Corpus checks, the token file, the split and the truncated-BPTT streams."""
+
+import numpy as np
+import pytest
+
+from charrnn.data import (
+    StreamBatches,
+    build_vocab,
+    encode_to_token_file,
+    iter_text_chunks,
+    smallest_dtype,
+    split_point,
+    validation_windows,
+)
+from charrnn.errors import CharrnnError
+
+
+def test_bad_corpora_are_named(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(CharrnnError, match="empty"):
+        list(iter_text_chunks(empty))
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CharrnnError, match="binary"):
+        list(iter_text_chunks(binary))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    with pytest.raises(CharrnnError, match="--encoding") as err:
+        list(iter_text_chunks(latin))
+    assert "offset 3" in str(err.value)
+    assert "".join(iter_text_chunks(latin, "latin-1")) == "caf\u00e9 au lait\n"
+
+
+def test_multibyte_characters_across_chunk_boundaries(tmp_path, monkeypatch):
+    import charrnn.data as data
+
+    monkeypatch.setattr(data, "CHUNK_BYTES", 7)  # cut inside multi-byte characters
+    text = "añb€c😀d" * 9
+    path = tmp_path / "u.txt"
+    path.write_text(text, encoding="utf-8")
+    assert "".join(iter_text_chunks(path)) == text
+
+
+def test_token_file_is_encoded_once_and_reused(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("hello world\n" * 50)
+    vocab = build_vocab(path, kind="char", vocab_size=0, encoding="utf-8", label="c.txt")
+    first = encode_to_token_file(path, vocab, encoding="utf-8", cache_dir=tmp_path / "cache", label="c.txt")
+    assert first.dtype == "uint8"
+    tokens = first.open()
+    assert vocab.decode(np.asarray(tokens).tolist()) == path.read_text()
+    mtime = first.path.stat().st_mtime_ns
+    second = encode_to_token_file(path, vocab, encoding="utf-8", cache_dir=tmp_path / "cache", label="c.txt")
+    assert second.path == first.path and second.path.stat().st_mtime_ns == mtime
+    # Editing the corpus invalidates the cache entry.
+    path.write_text("hello there\n" * 50)
+    third = encode_to_token_file(path, build_vocab(path, kind="char", vocab_size=0, encoding="utf-8", label="c"),
+                                 encoding="utf-8", cache_dir=tmp_path / "cache", label="c.txt")
+    assert third.path != first.path
+
+
+def test_smallest_dtype():
+    assert smallest_dtype(65) == "uint8"
+    assert smallest_dtype(256) == "uint8"
+    assert smallest_dtype(257) == "uint16"
+    assert smallest_dtype(70000) == "uint32"
+
+
+def test_split_is_the_last_fraction():
+    assert split_point(1000, 0.1) == 900
+    with pytest.raises(CharrnnError):
+        split_point(1000, 1.5)
+
+
+def test_streams_continue_row_by_row_and_wrap():
+    tokens = np.arange(1000)
+    batches = StreamBatches(tokens, batch_size=4, seq_len=10, end=900)
+    assert batches.stream_len == 225
+    x1, y1, wrapped = batches.next()
+    assert not wrapped
+    assert x1[1, 0] == 225 and (y1 == x1 + 1).all()
+    x2, _, _ = batches.next()
+    assert (x2[:, 0] == x1[:, -1] + 1).all()  # each row continues where it stopped
+    for _ in range(batches.windows_per_epoch - 2):
+        batches.next()
+    _, _, wrapped = batches.next()
+    assert wrapped
+    assert int(x1.max()) < 900  # never reads validation tokens
+
+
+def test_too_short_corpus():
+    with pytest.raises(CharrnnError, match="too short"):
+        StreamBatches(np.arange(100), batch_size=8, seq_len=32)
+
+
+def test_validation_covers_every_target_once():
+    tokens = np.arange(1000)
+    targets = np.concatenate([y.reshape(-1).numpy() for _, y in validation_windows(tokens, 900, 1000, 4, 7)])
+    assert sorted(targets.tolist()) == list(range(901, 1000))

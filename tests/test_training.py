@@ -1,0 +1,180 @@
+"""The training loop: learning, checkpoints that reload exactly, exact resume after Ctrl-C,
+atomic saves, time budgets and early stopping."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from charrnn.checkpoint import inference_only, load_checkpoint, save_checkpoint
+from charrnn.errors import CharrnnError, UsageError
+from charrnn.models.language_model import LanguageModel, LanguageModelConfig
+from charrnn.tasks.language import LanguageDataConfig, load_language_model, train_language_model
+from charrnn.train import TrainConfig, learning_rate_at
+
+SMALL_MODEL = dict(cell="lstm", hidden_size=32, num_layers=2, dropout=0.1)
+SMALL_DATA = dict(batch_size=8, seq_len=32)
+
+
+def _train(corpus, run_dir, **train_kwargs):
+    train = TrainConfig(**{"eval_every": 10, "warmup_steps": 5, "learning_rate": 1e-2, **train_kwargs})
+    return train_language_model(str(corpus), model_config=SMALL_MODEL, data=LanguageDataConfig(**SMALL_DATA),
+                                train=train, run_dir=run_dir, device="cpu", precision="fp32")
+
+
+def _step_losses(run_dir):
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return {e["step"]: e["loss"] for e in events if e["event"] == "step"}
+
+
+def test_loss_falls_when_overfitting(tiny_corpus, tmp_path):
+    result = _train(tiny_corpus, tmp_path / "run", max_steps=60)
+    losses = _step_losses(tmp_path / "run")
+    assert losses[60] < 0.5 * losses[1]
+    history = result.state.history
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert {"val_loss", "val_bpc", "val_ppl"} <= history[-1].keys()
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()
+
+
+def test_checkpoint_reloads_with_identical_logits(tmp_path):
+    torch.manual_seed(3)
+    model = LanguageModel(LanguageModelConfig(vocab_size=13, hidden_size=24, num_layers=2, cell="gru")).eval()
+    from charrnn.vocab import Vocab
+
+    vocab = Vocab.build_char("abcdefghijklm")
+    path = tmp_path / "model.pt"
+    save_checkpoint({"task": "language_model", "model_config": {**model.config.__dict__}, "vocab": vocab.to_dict(),
+                     "model_state": model.state_dict(), "resumable": False}, path)
+    loaded, loaded_vocab, _ = load_language_model(path, device="cpu")
+    x = torch.randint(0, 13, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)[0], model(x)[0], rtol=0, atol=0)
+    assert loaded_vocab.decode(loaded_vocab.encode("cab")) == "cab"
+    half_path = tmp_path / "half.pt"
+    save_checkpoint(inference_only(load_checkpoint(path), half=True), half_path)
+    assert half_path.stat().st_size < path.stat().st_size
+    half_model, _, _ = load_language_model(half_path, device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(half_model(x)[0], model(x)[0], rtol=0, atol=2e-2)
+
+
+def test_resume_after_ctrl_c_gives_the_same_losses(tiny_corpus, tmp_path):
+    straight = tmp_path / "straight"
+    _train(tiny_corpus, straight, max_steps=24)
+
+    interrupted = tmp_path / "interrupted"
+
+    def ctrl_c_at_step_13(event):
+        if event["event"] == "step" and event["step"] == 13:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, handled between steps
+
+    train = TrainConfig(eval_every=10, warmup_steps=5, learning_rate=1e-2, max_steps=24)
+    result = train_language_model(str(tiny_corpus), model_config=SMALL_MODEL, data=LanguageDataConfig(**SMALL_DATA),
+                                  train=train, run_dir=interrupted, device="cpu", precision="fp32",
+                                  on_event=ctrl_c_at_step_13)
+    assert result.stop_reason == "interrupted" and result.state.step == 13
+    resumed = train_language_model(str(tiny_corpus), resume=str(interrupted), device="cpu", precision="fp32")
+    assert resumed.state.step == 24 and resumed.stop_reason == "max_steps"
+
+    want, got = _step_losses(straight), _step_losses(interrupted)
+    assert sorted(got) == list(range(1, 25))
+    assert [got[s] for s in range(1, 25)] == [want[s] for s in range(1, 25)]  # bit for bit
+    a = load_checkpoint(straight / "last.pt")["model_state"]
+    b = load_checkpoint(interrupted / "last.pt")["model_state"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint({"task": "t", "value": torch.arange(5)}, path)
+    real_save = torch.save
+
+    def crash_halfway(obj, handle):
+        real_save(obj, handle)
+        handle.truncate(10)  # a torn write...
+        raise OSError("disk vanished")  # ...then the process dies
+
+    monkeypatch.setattr(torch, "save", crash_halfway)
+    with pytest.raises(OSError):
+        save_checkpoint({"task": "t", "value": torch.arange(9)}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["value"], torch.arange(5))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
+
+
+def test_bad_checkpoints_get_clear_errors(tmp_path):
+    with pytest.raises(CharrnnError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CharrnnError, match="cannot be read"):
+        load_checkpoint(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CharrnnError, match="not a charrnn checkpoint"):
+        load_checkpoint(foreign)
+    other_task = tmp_path / "other.pt"
+    save_checkpoint({"task": "translator"}, other_task)
+    with pytest.raises(CharrnnError, match="translator"):
+        load_checkpoint(other_task, task="language_model")
+
+
+def test_checkpoint_cannot_run_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "charrnn", "format_version": 1, "x": Evil()}, path)
+    with pytest.raises(CharrnnError):
+        load_checkpoint(path)
+
+
+def test_time_budget_stops_and_fits_the_schedule(tiny_corpus, tmp_path):
+    result = _train(tiny_corpus, tmp_path / "run", time_budget=3.0, patience=None)
+    assert result.stop_reason == "time_budget"
+    assert 2.0 < result.state.elapsed < 6.0
+    # The schedule was fitted to the budget: the learning rate ended near its floor.
+    events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    last_lr = [e["lr"] for e in events if e["event"] == "step"][-1]
+    assert last_lr < 0.3 * 1e-2
+
+
+def test_early_stopping(tiny_corpus, tmp_path):
+    # A huge learning rate cannot improve on its first evaluation for long.
+    result = _train(tiny_corpus, tmp_path / "run", max_steps=400, patience=2, learning_rate=5.0, eval_every=5)
+    assert result.stop_reason in ("early_stopping", "diverged")
+    assert result.state.step < 400
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate_at(0, cfg, 100) == pytest.approx(0.1)
+    assert learning_rate_at(9, cfg, 100) == pytest.approx(1.0)
+    assert learning_rate_at(55, cfg, 100) == pytest.approx(0.55)
+    assert learning_rate_at(100, cfg, 100) == pytest.approx(0.1)
+
+
+def test_invalid_training_options(tiny_corpus, tmp_path):
+    with pytest.raises(UsageError, match="--lr"):
+        _train(tiny_corpus, tmp_path / "a", max_steps=5, learning_rate=-1)
+    with pytest.raises(UsageError, match="--val-frac"):
+        train_language_model(str(tiny_corpus), data=LanguageDataConfig(val_frac=0), train=TrainConfig(max_steps=1),
+                             run_dir=tmp_path / "b", device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_checkpoint_loads_on_cpu(tiny_corpus, tmp_path):
+    train = TrainConfig(eval_every=10, warmup_steps=5, max_steps=10)
+    train_language_model(str(tiny_corpus), model_config=SMALL_MODEL, data=LanguageDataConfig(**SMALL_DATA),
+                         train=train, run_dir=tmp_path / "gpu", device="cuda", precision="bf16")
+    model, vocab, _ = load_language_model(tmp_path / "gpu" / "best.pt", device="cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    resumed = train_language_model(str(tiny_corpus), resume=str(tmp_path / "gpu"), train=TrainConfig(max_steps=15),
+                                   device="cpu", precision="fp32")
+    assert resumed.state.step == 15
