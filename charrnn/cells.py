@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELL_TYPES = ("rnn", "lstm", "gru")
@@ -102,36 +103,107 @@ class Recurrent(nn.Module):
         new_state = hx if isinstance(hx, tuple) else (hx,)
         return out, new_state
 
-    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """Advance one time step for a batch of inputs (B, input_size) -> (B, hidden_size).
+    def stepper(self, input_table: torch.Tensor | None = None) -> Stepper:
+        """A single-step runner over a snapshot of the current weights (see Stepper)."""
+        return Stepper(self, input_table)
 
-        Generation calls this once per token. It uses torch's fused single-step cell functions on
-        the same weights as forward, because calling the sequence kernel for one step costs several
-        times more in set-up than the arithmetic itself at batch 1. Unidirectional only: a
-        bidirectional layer cannot be stepped forward in time.
-        """
-        if self.config.bidirectional:
+
+class Stepper:
+    """Advances a unidirectional Recurrent one time step at a time, for generation.
+
+    Calling the fused sequence kernel for one step costs far more in set-up than the arithmetic
+    at batch 1, and one fused cell call reads a weight block that overflows the L2 cache. So
+    this keeps a snapshot of the weights laid out for single steps: input and hidden products as
+    separate matrices (each stays in cache), gates reordered so one sigmoid covers all sigmoid
+    gates, and, when input_table (V, input_size) is given (an embedding matrix), layer 0's input
+    projection precomputed for every token, so a step starts with a row lookup. The snapshot goes
+    stale if the weights change: make a new stepper after training.
+    """
+
+    def __init__(self, layer: Recurrent, input_table: torch.Tensor | None = None):
+        cfg = layer.config
+        if cfg.bidirectional:
             raise ValueError("a bidirectional layer cannot be run one step at a time")
-        cell_fn = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}[self.config.cell]
-        rnn = self.rnn
-        new_parts: list[list[torch.Tensor]] = [[] for _ in state]
-        for layer in range(self.config.num_layers):
-            weights = (
-                getattr(rnn, f"weight_ih_l{layer}"),
-                getattr(rnn, f"weight_hh_l{layer}"),
-                getattr(rnn, f"bias_ih_l{layer}"),
-                getattr(rnn, f"bias_hh_l{layer}"),
-            )
-            if self.config.cell == "lstm":
-                h, c = cell_fn(x, (state[0][layer], state[1][layer]), *weights)
-                new_parts[0].append(h)
-                new_parts[1].append(c)
+        self.cell = cfg.cell
+        self.hidden_size = H = cfg.hidden_size
+        self.layers = []
+        with torch.no_grad():
+            for k in range(cfg.num_layers):
+                w_ih = getattr(layer.rnn, f"weight_ih_l{k}")
+                w_hh = getattr(layer.rnn, f"weight_hh_l{k}")
+                b_ih = getattr(layer.rnn, f"bias_ih_l{k}")
+                b_hh = getattr(layer.rnn, f"bias_hh_l{k}")
+                if cfg.cell == "lstm":
+                    # torch orders the gates (i, f, g, o); (i, f, o, g) puts the sigmoids together.
+                    order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+                    w_ih, w_hh, b_ih, b_hh = w_ih[order], w_hh[order], b_ih[order], b_hh[order]
+                if cfg.cell == "gru":
+                    # The hidden bias of the new-gate sits inside r * (...), so it stays apart.
+                    input_bias, hidden_bias = b_ih, b_hh
+                else:
+                    input_bias, hidden_bias = b_ih + b_hh, None
+                if k == 0 and input_table is not None:
+                    input_proj = F.linear(input_table, w_ih, input_bias)  # (V, gates)
+                else:
+                    input_proj = None
+                # (gates, in) row-major, as torch stores them: the fastest layout for batch-1
+                # products here (measured against the transposed layout with addmm).
+                self.layers.append({
+                    "w_ih": w_ih.contiguous(),
+                    "w_hh": w_hh.contiguous(),
+                    "input_bias": input_bias.contiguous(),
+                    "hidden_bias": hidden_bias,
+                    "input_proj": input_proj,
+                })
+
+    @staticmethod
+    def _add_hidden_product(x_gates: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:
+        """x_gates + h @ w_hh.T; at batch 1 as one call, with x_gates as the bias (generation
+        is mostly batch 1, where every dispatched op costs about as much as the arithmetic)."""
+        if x_gates.shape[0] == 1:
+            return F.linear(h, w_hh, x_gates[0])
+        return x_gates + F.linear(h, w_hh)
+
+    @staticmethod
+    def split_state(state: State) -> list[tuple[torch.Tensor, ...]]:
+        """State (parts stacked over layers) -> one tuple of parts per layer, the form step uses:
+        indexing and re-stacking every step would cost more than a layer's arithmetic."""
+        return [tuple(part[k] for part in state) for k in range(state[0].shape[0])]
+
+    @staticmethod
+    def join_state(layer_states: list[tuple[torch.Tensor, ...]]) -> State:
+        return tuple(torch.stack(parts) for parts in zip(*layer_states))
+
+    def step(self, x: torch.Tensor, layer_states: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, list]:
+        """One step: x is (B, input_size), or token ids (B,) when built with an input_table;
+        layer_states comes from split_state. Returns the top layer's output (B, H) and the new
+        layer states."""
+        H = self.hidden_size
+        new_states = []
+        for w, layer_state in zip(self.layers, layer_states):
+            if w["input_proj"] is not None:
+                x_gates = w["input_proj"][x]  # (B, gates): the precomputed input projection
             else:
-                h = cell_fn(x, state[0][layer], *weights)
-                new_parts[0].append(h)
-            # Dropout between layers is a training-time regulariser; step is for inference.
-            x = h
-        return x, tuple(torch.stack(parts) for parts in new_parts)
+                x_gates = F.linear(x, w["w_ih"], w["input_bias"])
+            h = layer_state[0]
+            if self.cell == "lstm":
+                sigmoid_gates, g = self._add_hidden_product(x_gates, h, w["w_hh"]).split([3 * H, H], dim=1)
+                i, f, o = torch.sigmoid(sigmoid_gates).chunk(3, dim=1)
+                c = torch.addcmul(f * layer_state[1], i, torch.tanh(g))
+                h = o * torch.tanh(c)
+                new_states.append((h, c))
+            elif self.cell == "gru":
+                x_rz, x_n = x_gates.split([2 * H, H], dim=1)
+                h_rz, h_n = F.linear(h, w["w_hh"], w["hidden_bias"]).split([2 * H, H], dim=1)
+                r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)
+                n = torch.tanh(torch.addcmul(x_n, r, h_n))
+                h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
+                new_states.append((h,))
+            else:
+                h = torch.tanh(self._add_hidden_product(x_gates, h, w["w_hh"]))
+                new_states.append((h,))
+            x = h  # dropout between layers is for training only
+        return x, new_states
 
 
 # ----------------------------------------------------------------------------------------------

@@ -36,22 +36,26 @@ def test_fused_matches_reference(cell, num_layers, bidirectional):
 
 
 @pytest.mark.parametrize("cell", CELL_TYPES)
-def test_step_matches_forward(cell):
+@pytest.mark.parametrize("with_table", [False, True])
+def test_stepper_matches_forward(cell, with_table):
     layer = _layer(cell, 2, False)
-    x = torch.randn(2, 5, 5)
+    table = torch.randn(9, 5)  # an embedding matrix: the stepper takes token ids
+    tokens = torch.randint(0, 9, (2, 5))
+    x = table[tokens]
     out, final = layer(x)
-    state = layer.init_state(2)
+    stepper = layer.stepper(input_table=table if with_table else None)
+    layer_states = stepper.split_state(layer.init_state(2))
     for t in range(5):
-        h, state = layer.step(x[:, t], state)
+        h, layer_states = stepper.step(tokens[:, t] if with_table else x[:, t], layer_states)
         torch.testing.assert_close(h, out[:, t], atol=1e-5, rtol=0)
-    for got, want in zip(state, final):
+    for got, want in zip(stepper.join_state(layer_states), final):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_step_refuses_bidirectional():
+def test_stepper_refuses_bidirectional():
     layer = _layer("gru", 1, True)
     with pytest.raises(ValueError):
-        layer.step(torch.randn(1, 5), layer.init_state(1))
+        layer.stepper()
 
 
 @pytest.mark.parametrize("cell,bidirectional", [("lstm", True), ("gru", False), ("rnn", True)])

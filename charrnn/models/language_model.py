@@ -64,8 +64,24 @@ class LanguageModel(nn.Module):
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, state, loss
 
-    @torch.no_grad()
-    def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One generation step: token ids (B,) -> next-token logits (B, V) and the new state."""
-        h, state = self.recurrent.step(self.embedding(token), state)
-        return self.head(h), state
+    def stepper(self) -> LanguageModelStepper:
+        """A fast one-token-at-a-time runner for generation over a snapshot of the weights."""
+        return LanguageModelStepper(self)
+
+
+class LanguageModelStepper:
+    """step(token (B,), layer_states) -> (next-token logits (B, V), layer_states), for generation.
+    Built from a snapshot of the model's weights (see cells.Stepper for why); convert a State to
+    layer_states with split_state and back with join_state."""
+
+    def __init__(self, model: LanguageModel):
+        with torch.no_grad():
+            self.recurrent = model.recurrent.stepper(input_table=model.embedding.weight)
+            self.head_weight = model.head.weight.detach().clone()  # (V, H)
+            self.head_bias = model.head.bias.detach().clone()
+        self.split_state = self.recurrent.split_state
+        self.join_state = self.recurrent.join_state
+
+    def step(self, token: torch.Tensor, layer_states: list) -> tuple[torch.Tensor, list]:
+        h, layer_states = self.recurrent.step(token, layer_states)
+        return F.linear(h, self.head_weight, self.head_bias), layer_states
