@@ -1,0 +1,43 @@
+"""Translation quality and speed of trained translator checkpoints on their held-out test pairs:
+BLEU and chrF (sacrebleu), greedy and beam search, and sentences per second with batch decoding.
+Give the attention model and the equal-budget model without attention to see what attention buys.
+
+    charrnn translate train spa-eng.tsv.gz --time-budget 3600 --run-dir runs/attention
+    charrnn translate train spa-eng.tsv.gz --time-budget 3600 --attention none --run-dir runs/plain
+    python bench/translation.py runs/attention/best.pt runs/plain/best.pt [--beam 5] [--limit N]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common import log, make_parser, print_table, set_threads
+
+
+def main() -> None:
+    parser = make_parser(__doc__)
+    parser.add_argument("checkpoints", nargs="+", type=Path, help="translator checkpoints to compare")
+    parser.add_argument("--beam", type=int, default=5, help="beam size beside greedy [default: 5]")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N test pairs [default: all; 200 with --quick]")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    from charrnn.tasks.translate import evaluate_translations, held_out_test, load_translator
+
+    limit = args.limit or (200 if args.quick else None)
+    rows = []
+    for path in args.checkpoints:
+        model, source_vocab, target_vocab, payload = load_translator(path, device="cpu")
+        pairs = held_out_test(payload)[:limit]
+        cfg = payload["model_config"]
+        trained = payload.get("train_state", {}).get("elapsed", 0.0)
+        name = f"{cfg['cell'].upper()} {cfg['encoder_layers']}+{cfg['decoder_layers']}x{cfg['hidden_size']}, attention {cfg['attention']}"
+        log(f"{path}: {name}, {len(pairs)} test pairs")
+        for result in evaluate_translations(model, source_vocab, target_vocab, pairs, beams=(1, args.beam)):
+            rows.append([name, f"{trained / 60:.0f} min", result.decoding, f"{result.bleu:.1f}", f"{result.chrf:.1f}",
+                         f"{result.sentences_per_second:,.0f}"])
+    print_table(["model", "trained", "decoding", "BLEU", "chrF", "sentences/s"], rows,
+                title="Translation on the held-out test pairs (sources never seen in training)")
+
+
+if __name__ == "__main__":
+    main()
