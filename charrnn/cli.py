@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
+from .cli_translate import translate_app
 from .errors import CharrnnError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 corpus_app = typer.Typer(help="List and download the public corpora charrnn knows.", context_settings=CONTEXT, no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
+app.add_typer(translate_app, name="translate")
 
 
 def _version(value: bool):
@@ -46,9 +48,10 @@ def _root(
 
 @app.command(context_settings=CONTEXT)
 def train(
-    corpus: Annotated[str, typer.Argument(help="Text file to train on, or - for stdin.")],
+    corpus: Annotated[Optional[str], typer.Argument(help="Text file to train on, or - for stdin (with --resume: the run's own corpus when left out).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder (uses last.pt) or a checkpoint.", rich_help_panel="Run")] = None,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go [default: checkpoints/<corpus name>/].", rich_help_panel="Run")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in the run folder instead of refusing.", rich_help_panel="Run")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimiser steps.", rich_help_panel="Stopping")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the training split [default: 10 when no other stop is given].", rich_help_panel="Stopping")] = None,
     time_budget: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training; the schedule fits itself to the budget.", rich_help_panel="Stopping")] = None,
@@ -94,7 +97,7 @@ def train(
     progress = TrainingProgress(quiet=quiet)
     result = train_language_model(
         corpus, model_config=model_config, data=data_config, train=train_config, run_dir=run_dir, resume=resume,
-        device=device, precision=precision, on_event=progress,
+        device=device, precision=precision, overwrite=overwrite, on_event=progress,
     )
     if not quiet:
         print_training_summary(result)

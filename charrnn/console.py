@@ -16,10 +16,11 @@ class TrainingProgress:
     """Consumes the trainer's events and draws a tqdm bar on stderr: step, train loss, val bpc,
     characters per second, ETA. quiet=True shows nothing."""
 
-    def __init__(self, *, quiet: bool = False):
+    def __init__(self, *, quiet: bool = False, unit: str = "char"):
         self.quiet = quiet
+        self.unit = unit  # what the rate counts: "char" for a char model, "tok" for tokens
         self.bar = None
-        self.last_val_bpc = None
+        self.last_val: tuple[str, float] | None = None
         self._rate_mark = None  # (tokens, elapsed) at the last rate update
         self.rate = 0.0
         self.loss = None
@@ -42,23 +43,27 @@ class TrainingProgress:
             if self.bar.total != event["total_steps"] and event["total_steps"] < 10**9:
                 self.bar.total = event["total_steps"]
             self.loss = event["loss"] if self.loss is None else 0.9 * self.loss + 0.1 * event["loss"]
+            # Characters per second over the last second or more (over the run before that).
             if self._rate_mark is None:
                 self._rate_mark = (event["tokens"], event["elapsed"])
-            elif event["elapsed"] - self._rate_mark[1] >= 1.0:
-                self.rate = (event["tokens"] - self._rate_mark[0]) / (event["elapsed"] - self._rate_mark[1])
-                self._rate_mark = (event["tokens"], event["elapsed"])
+            seconds = event["elapsed"] - self._rate_mark[1]
+            if seconds > 0 and (seconds >= 1.0 or self.rate == 0.0):
+                self.rate = (event["tokens"] - self._rate_mark[0]) / seconds
+                if seconds >= 1.0:
+                    self._rate_mark = (event["tokens"], event["elapsed"])
             self.bar.update(event["step"] - self.bar.n)
             self._postfix()
         elif kind == "eval":
-            self.last_val_bpc = event.get("val_bpc")
+            # Bits per character where the task reports them (language models), else the loss.
+            self.last_val = ("bpc", event["val_bpc"]) if "val_bpc" in event else ("loss", event["val_loss"])
             self._postfix()
         elif kind == "end" and self.bar is not None:
             self.bar.close()
 
     def _postfix(self):
         parts = [f"loss {self.loss:.3f}" if self.loss is not None else "loss -"]
-        parts.append(f"val bpc {self.last_val_bpc:.3f}" if self.last_val_bpc is not None else "val bpc -")
-        parts.append(f"{self.rate:,.0f} char/s")
+        parts.append(f"val {self.last_val[0]} {self.last_val[1]:.3f}" if self.last_val is not None else "val -")
+        parts.append(f"{self.rate:,.0f} {self.unit}/s")
         self.bar.set_postfix_str(", ".join(parts), refresh=False)
 
 
@@ -73,10 +78,14 @@ STOP_REASONS = {
 
 
 def describe_metrics(metrics: dict) -> str:
-    """'1.482 nats/char, 2.138 bpc, perplexity 4.40' from an evaluation record."""
+    """'1.4820 nats/token, 2.1381 bpc, perplexity 4.40' from an evaluation record."""
     if not metrics or "val_loss" not in metrics:
         return "no evaluation"
-    return f"{metrics['val_loss']:.4f} nats/token, {metrics['val_bpc']:.4f} bpc, perplexity {metrics['val_ppl']:.2f}"
+    parts = [f"{metrics['val_loss']:.4f} nats/token"]
+    if "val_bpc" in metrics:
+        parts.append(f"{metrics['val_bpc']:.4f} bpc")
+    parts.append(f"perplexity {metrics['val_ppl']:.2f}")
+    return ", ".join(parts)
 
 
 def print_training_summary(result) -> None:

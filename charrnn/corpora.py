@@ -123,6 +123,20 @@ def find_corpus_file(name_or_file: str, *, extra: Path | None = None,
     return None
 
 
+def locate_data_file(argument: str, what: str = "corpus") -> Path:
+    """The file a command-line argument names: a path, or else a bare name (tinyshakespeare.txt)
+    found in the corpus folders. Raises a one-line CharrnnError when it is neither."""
+    path = Path(argument)
+    if not path.exists():
+        found = find_corpus_file(argument)
+        if found is None:
+            raise CharrnnError(f"{what} {argument} does not exist (nor in the corpus folders; see `charrnn corpus list`)")
+        path = found
+    if path.is_dir():
+        raise CharrnnError(f"{what} {argument} is a directory; give a file")
+    return path
+
+
 def download_corpus(name: str, *, dest: Path, url: str | None = None, timeout: float = 60,
                     manifest_path: Path | None = None) -> Path:
     """Download corpus `name` into `dest`, derive its files from what the URL serves, verify their

@@ -39,19 +39,9 @@ def stage_corpus(source: str, work_dir: Path) -> Path:
     """Return a path to read the corpus from. '-' copies stdin to a file in work_dir first,
     because the corpus is read more than once (vocabulary, then encoding)."""
     if source != "-":
-        path = Path(source)
-        if not path.exists():
-            # A bare name such as tinyshakespeare.txt is also looked up in the corpus search
-            # folders ($CHARRNN_CORPORA, ./corpora, ../shared/corpora).
-            from .corpora import find_corpus_file
+        from .corpora import locate_data_file
 
-            found = find_corpus_file(source)
-            if found is None:
-                raise CharrnnError(f"corpus {source} does not exist (nor in the corpus folders; see `charrnn corpus list`)")
-            path = found
-        if path.is_dir():
-            raise CharrnnError(f"corpus {source} is a directory; give a text file")
-        return path
+        return locate_data_file(source, "corpus")
     work_dir.mkdir(parents=True, exist_ok=True)
     staged = work_dir / "stdin-corpus.txt"
     with open(staged, "wb") as out:

@@ -23,7 +23,7 @@ from torch import nn
 
 from .checkpoint import save_checkpoint
 from .devices import autocast
-from .errors import UsageError
+from .errors import CharrnnError, UsageError
 
 
 @dataclass
@@ -196,6 +196,7 @@ class Trainer:
         self.model = task.model.to(device)
         self.optimizer = make_optimizer(self.model, config)
         self.state = TrainState()
+        self._pending_rng: dict | None = None  # RNG states to restore when a resumed run starts
         self._log_handle = None
 
     # -- resume --------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class Trainer:
         if self.state.step == 0:
             torch.manual_seed(cfg.seed)
             random.seed(cfg.seed)
-        elif getattr(self, "_pending_rng", None) is not None:
+        elif self._pending_rng is not None:
             _restore_rng(self._pending_rng, device)
         step_limit = self._stop_steps()
         if cfg.time_budget is None and step_limit is None:
@@ -257,65 +258,65 @@ class Trainer:
         elapsed_at_start = self.state.elapsed
         calibration_start: tuple[int, float] | None = None
         self.model.train()
-        try:
-            with _StopRequest() as stop:
-                while stop_reason is None:
-                    step = self.state.step
-                    lr = learning_rate_at(step, cfg, self.state.total_steps)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    with autocast(device, self.amp_dtype):
-                        loss, tokens = self.task.training_loss(self.model, device)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    # Clipping keeps the rare exploding gradient of a recurrent net from undoing
-                    # many steps of progress in one update.
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                    self.optimizer.step()
-                    loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        stop_reason = "diverged"
-                    self.state.step += 1
-                    self.state.tokens_seen += tokens
-                    self.state.elapsed = elapsed_at_start + (time.perf_counter() - session_start)
-                    self._emit({"event": "step", "step": self.state.step, "loss": loss_value, "lr": lr,
-                                "grad_norm": float(grad_norm), "tokens": self.state.tokens_seen,
-                                "elapsed": self.state.elapsed, "total_steps": self.state.total_steps})
-
+        with _StopRequest() as stop:
+            while stop_reason is None:
+                stop_reason = self._train_step(session_start, elapsed_at_start)
+                if cfg.time_budget is not None:
+                    # Measure the speed over 10 steps after the first few (kernel warm-up).
+                    if calibration_start is None and self.state.step >= 3:
+                        calibration_start = (self.state.step, self.state.elapsed)
+                    elif calibration_start is not None and self.state.step == calibration_start[0] + 10:
+                        per_step = (self.state.elapsed - calibration_start[1]) / 10
+                        self.state.total_steps = self._estimate_total(per_step)
+                if stop_reason is None and self.state.step % cfg.eval_every == 0:
+                    improved = self._evaluate_and_save()
                     if cfg.time_budget is not None:
-                        # Skip the first steps (kernel warm-up) before measuring the speed.
-                        if calibration_start is None and self.state.step >= 3:
-                            calibration_start = (self.state.step, self.state.elapsed)
-                        elif calibration_start is not None and self.state.step == calibration_start[0] + 10:
-                            per_step = (self.state.elapsed - calibration_start[1]) / 10
-                            self.state.total_steps = self._estimate_total(per_step)
-
-                    if self.state.step % cfg.eval_every == 0 and stop_reason is None:
-                        improved = self._evaluate_and_save()
-                        if cfg.time_budget is not None and self.state.step > 0:
-                            # Evaluations also take time: re-estimate with the average so far.
-                            session_steps = max(1, self.state.step)
-                            self.state.total_steps = max(self.state.step, self._estimate_total(self.state.elapsed / session_steps))
-                        if not improved and cfg.patience is not None and self.state.evals_without_improvement >= cfg.patience:
-                            stop_reason = "early_stopping"
-                    if stop_reason is None:
-                        stop_reason = self._stop_reason(stop.requested)
-        finally:
-            pass
-        final_metrics = {}
-        if stop_reason != "diverged":
-            if self.state.step % cfg.eval_every != 0 or not self.state.history or self.state.history[-1]["step"] != self.state.step:
+                        # Evaluations take time too: re-estimate with the average step so far.
+                        per_step = self.state.elapsed / max(1, self.state.step)
+                        self.state.total_steps = max(self.state.step, self._estimate_total(per_step))
+                    if not improved and cfg.patience is not None and self.state.evals_without_improvement >= cfg.patience:
+                        stop_reason = "early_stopping"
+                if stop_reason is None:
+                    stop_reason = self._stop_reason(stop.requested)
+        if stop_reason == "interrupted":
+            self._save("last.pt")  # at once: whoever pressed Ctrl-C is waiting
+        elif stop_reason != "diverged":  # a diverged model must not overwrite good checkpoints
+            already_evaluated = bool(self.state.history) and self.state.history[-1]["step"] == self.state.step
+            if not already_evaluated:
                 self._evaluate_and_save()
-            else:
-                self._save("last.pt")
-            final_metrics = self.state.history[-1] if self.state.history else {}
-        else:
-            self._save("last.pt")
+        final_metrics = self.state.history[-1] if self.state.history and stop_reason != "diverged" else {}
         self._emit({"event": "end", "step": self.state.step, "reason": stop_reason,
                     "elapsed": self.state.elapsed, "best_val_loss": self.state.best_val_loss,
                     "best_step": self.state.best_step})
         self._log_handle.close()
         return TrainResult(self.state, stop_reason, self.run_dir, final_metrics)
+
+    def _train_step(self, session_start: float, elapsed_at_start: float) -> str | None:
+        """One optimiser step on the task's next batch; returns "diverged" if the loss is not
+        finite (the update is then not applied)."""
+        cfg = self.config
+        step = self.state.step
+        lr = learning_rate_at(step, cfg, self.state.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(self.device, self.amp_dtype):
+            loss, tokens = self.task.training_loss(self.model, self.device)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            return "diverged"
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # Clipping keeps the rare exploding gradient of a recurrent net from undoing many steps
+        # of progress in one update.
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.state.step += 1
+        self.state.tokens_seen += tokens
+        self.state.elapsed = elapsed_at_start + (time.perf_counter() - session_start)
+        self._emit({"event": "step", "step": self.state.step, "loss": loss_value, "lr": lr,
+                    "grad_norm": float(grad_norm), "tokens": self.state.tokens_seen,
+                    "elapsed": self.state.elapsed, "total_steps": self.state.total_steps})
+        return None
 
     def _stop_reason(self, interrupted: bool) -> str | None:
         if interrupted:
@@ -367,3 +368,38 @@ class Trainer:
             self._log_handle.write(json.dumps(event) + "\n")
             self._log_handle.flush()
         self.on_event(event)
+
+
+# -- run folders -------------------------------------------------------------------------------
+
+
+def claim_run_dir(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuse to start a new run over an earlier one (its best.pt would be replaced at the first
+    evaluation) unless overwrite is asked for; then the old checkpoints and log go first."""
+    earlier = [run_dir / name for name in ("best.pt", "last.pt", "log.jsonl") if (run_dir / name).exists()]
+    if earlier and not overwrite:
+        raise CharrnnError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+            f"or choose another --run-dir, or pass --overwrite to replace it"
+        )
+    for path in earlier:
+        path.unlink()
+
+
+def resume_checkpoint_path(resume: str | Path) -> Path:
+    """--resume takes a run folder (uses its last.pt) or a checkpoint file."""
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pt"
+    return path
+
+
+def resumed_train_config(payload: dict, given: TrainConfig | None) -> TrainConfig:
+    """The training settings of a resumed run: the checkpoint's, except the stop conditions the
+    caller gives (max_steps, epochs, time_budget), which replace the saved ones."""
+    saved = TrainConfig(**payload["train_config"])
+    if given is not None:
+        for name in ("max_steps", "epochs", "time_budget"):
+            if getattr(given, name) is not None:
+                setattr(saved, name, getattr(given, name))
+    return saved

@@ -17,23 +17,33 @@ VOCAB_KINDS = ("char", "bpe")
 _ONE_CHARACTER = Regex(r"[\s\S]")
 
 
+SEQ2SEQ_SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")  # padding, unknown, begin and end of sequence
+
+
 class Vocab:
     """A tokenizer plus what charrnn needs around it: its kind, its size, exact decoding,
-    streaming decoding for generation, and a fast bulk encoder for character corpora."""
+    streaming decoding for generation, and a fast bulk encoder for character corpora.
 
-    def __init__(self, tokenizer: Tokenizer, kind: str):
+    specials (for sequence-to-sequence tasks: SEQ2SEQ_SPECIALS) take ids 0 .. n-1 and the
+    tokenizer's ids follow. They live outside the tokenizer on purpose: text that happens to
+    contain "<s>" is encoded as characters, never mistaken for the marker.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, kind: str, specials: tuple[str, ...] = ()):
         if kind not in VOCAB_KINDS:
             raise ValueError(f"vocab kind must be one of {VOCAB_KINDS}")
         self.tokenizer = tokenizer
         self.kind = kind
+        self.specials = tuple(specials)
+        self.offset = len(self.specials)
         self._char_table: dict[str, int] | None = None
         if kind == "char":
-            self._char_table = dict(tokenizer.get_vocab())
+            self._char_table = {ch: i + self.offset for ch, i in tokenizer.get_vocab().items()}
 
     # -- building ------------------------------------------------------------------------------
 
     @classmethod
-    def build_char(cls, characters: Iterable[str]) -> Vocab:
+    def build_char(cls, characters: Iterable[str], specials: tuple[str, ...] = ()) -> Vocab:
         """A character vocabulary over the given characters, ids in code-point order."""
         ordered = sorted(set(characters))
         if not ordered:
@@ -41,36 +51,37 @@ class Vocab:
         tokenizer = Tokenizer(models.WordLevel({ch: i for i, ch in enumerate(ordered)}, unk_token="\x00"))
         tokenizer.pre_tokenizer = pre_tokenizers.Split(_ONE_CHARACTER, behavior="isolated")
         tokenizer.decoder = decoders.Fuse()  # join tokens with nothing between them
-        return cls(tokenizer, "char")
+        return cls(tokenizer, "char", specials)
 
     @classmethod
-    def train_bpe(cls, texts: Iterable[str], vocab_size: int) -> Vocab:
+    def train_bpe(cls, texts: Iterable[str], vocab_size: int, specials: tuple[str, ...] = ()) -> Vocab:
         """Byte-level BPE trained on the texts: every byte is in the base alphabet, so any UTF-8
-        text encodes and decodes exactly, and nothing is ever out of vocabulary."""
-        if vocab_size < 257:
-            raise UsageError(f"--vocab-size must be at least 257 for byte-level BPE (256 bytes + merges), not {vocab_size}")
+        text encodes and decodes exactly, and nothing is ever out of vocabulary. vocab_size
+        counts the specials too."""
+        if vocab_size - len(specials) < 257:
+            raise UsageError(f"--vocab-size must be at least {257 + len(specials)} for byte-level BPE (256 bytes + merges), not {vocab_size}")
         tokenizer = Tokenizer(models.BPE())
         # No normaliser and no prefix space: both would change the text and break round-trips.
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
+            vocab_size=vocab_size - len(specials),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             special_tokens=[],
             show_progress=False,
         )
         tokenizer.train_from_iterator(texts, trainer=trainer)
-        return cls(tokenizer, "bpe")
+        return cls(tokenizer, "bpe", specials)
 
     # -- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
         """Plain types only, so a checkpoint stays loadable with weights_only=True."""
-        return {"kind": self.kind, "tokenizer": self.tokenizer.to_str()}
+        return {"kind": self.kind, "tokenizer": self.tokenizer.to_str(), "specials": list(self.specials)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Vocab:
-        return cls(Tokenizer.from_str(data["tokenizer"]), data["kind"])
+        return cls(Tokenizer.from_str(data["tokenizer"]), data["kind"], tuple(data.get("specials", ())))
 
     def fingerprint(self) -> str:
         """A short stable id of the vocabulary, for naming cached token files."""
@@ -83,10 +94,14 @@ class Vocab:
 
     @property
     def size(self) -> int:
-        return self.tokenizer.get_vocab_size()
+        return self.offset + self.tokenizer.get_vocab_size()
 
     def __len__(self) -> int:
         return self.size
+
+    def special_id(self, token: str) -> int:
+        """The id of a special token such as "<s>"."""
+        return self.specials.index(token)
 
     def unknown_characters(self, text: str) -> list[str]:
         """Characters of text the vocabulary cannot represent (always none for byte-level BPE)."""
@@ -94,11 +109,19 @@ class Vocab:
             return []
         return sorted(set(text) - self._char_table.keys())
 
-    def encode(self, text: str) -> list[int]:
-        missing = self.unknown_characters(text)
-        if missing:
-            raise CharrnnError(f"text has characters the vocabulary lacks: {format_characters(missing)}")
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, *, unknown_id: int | None = None) -> list[int]:
+        """Token ids of text. Characters outside a character vocabulary are an error, or become
+        unknown_id when one is given (a translator meeting a new character)."""
+        if self._char_table is not None:
+            table = self._char_table
+            if unknown_id is not None:
+                return [table.get(ch, unknown_id) for ch in text]
+            missing = self.unknown_characters(text)
+            if missing:
+                raise CharrnnError(f"text has characters the vocabulary lacks: {format_characters(missing)}")
+            return [table[ch] for ch in text]
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        return [i + self.offset for i in ids] if self.offset else ids
 
     def encode_array(self, text: str) -> np.ndarray:
         """Encode a large text to an int64 array.
@@ -108,7 +131,7 @@ class Vocab:
         100x the speed, which matters for corpora of hundreds of megabytes.
         """
         if self._char_table is None:
-            return np.asarray(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+            return np.asarray(self.encode(text), dtype=np.int64)
         missing = self.unknown_characters(text)
         if missing:
             raise CharrnnError(f"text has characters the vocabulary lacks: {format_characters(missing)}")
@@ -126,7 +149,9 @@ class Vocab:
         return table
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+        """Text of token ids; special tokens are left out."""
+        ids = [i - self.offset for i in ids if i >= self.offset]
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder(self)
@@ -140,11 +165,12 @@ class StreamDecoder:
     def __init__(self, vocab: Vocab):
         self.vocab = vocab
         self._pending: list[int] = []
-        self._emitted = ""
 
     def step(self, token_id: int) -> str:
         if self.vocab.kind == "char":
-            return self.vocab.tokenizer.id_to_token(token_id)
+            if token_id < self.vocab.offset:
+                return ""  # a special token has no text
+            return self.vocab.tokenizer.id_to_token(token_id - self.vocab.offset)
         self._pending.append(token_id)
         text = self.vocab.decode(self._pending)
         if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for more bytes

@@ -101,11 +101,19 @@ def test_resume_extends_a_finished_run(trained, tmp_path):
 
     shutil.copytree(root / "checkpoints" / "corpus", tmp_path / "run")
     shutil.copy(root / "corpus.txt", tmp_path / "corpus.txt")
-    proc = run("train", "corpus.txt", "--resume", "run", "--max-steps", "45", "-q", cwd=tmp_path)
+    proc = run("train", "--resume", "run", "--max-steps", "45", "-q", cwd=tmp_path)  # corpus from the checkpoint
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stderr == b""  # --quiet
     events = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert max(e["step"] for e in events if e["event"] == "step") == 45
+
+
+def test_a_second_run_never_replaces_the_first(trained):
+    root, _ = trained
+    before = (root / "checkpoints" / "corpus" / "best.pt").read_bytes()
+    again = run("train", "corpus.txt", "--max-steps", "2", cwd=root)
+    assert_one_line_error(again, 1, "already holds a run", "--resume", "--overwrite")
+    assert (root / "checkpoints" / "corpus" / "best.pt").read_bytes() == before
 
 
 def test_train_from_stdin(tmp_path):
@@ -189,3 +197,26 @@ def test_help_does_not_import_torch(tmp_path):
     code = "import sys; from charrnn import cli; assert 'torch' not in sys.modules, 'torch imported'"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_bpe_tokenizer_end_to_end(tmp_path):
+    text = "".join(f"señor {i % 9} está aquí — ¿verdad?\n" for i in range(400))
+    (tmp_path / "es.txt").write_text(text)
+    proc = run("train", "es.txt", "--tokenizer", "bpe", "--vocab-size", "300", "--max-steps", "5", "-b", "4",
+               "--seq-len", "16", "--hidden-size", "16", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    sample = run("sample", "-c", "checkpoints/es/best.pt", "-n", "40", "--seed", "0", "--prime", "señor", cwd=tmp_path)
+    assert sample.returncode == 0, sample.stderr.decode()
+    assert sample.stdout.decode("utf-8").startswith("señor")  # valid UTF-8 even from byte tokens
+
+
+def test_bundled_checkpoint_is_the_default(tmp_path):
+    from charrnn.cli import bundled_checkpoint
+
+    if not bundled_checkpoint().exists():
+        pytest.skip("no bundled checkpoint in this checkout")
+    proc = run("sample", "-n", "200", "--seed", "1", "--prime", "ROMEO:", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().startswith("ROMEO:") and len(proc.stdout.decode()) == len("ROMEO:") + 201
+    info = run("info", str(bundled_checkpoint()), cwd=tmp_path)
+    assert b"tinyshakespeare" in info.stdout

@@ -67,3 +67,33 @@ def test_bpe_stream_decoder_joins_to_full_text():
 def test_bpe_vocab_size_too_small():
     with pytest.raises(CharrnnError, match="vocab-size"):
         Vocab.train_bpe(["abc"], vocab_size=100)
+
+
+def test_char_encode_matches_the_tokenizer():
+    vocab = Vocab.build_char(UNICODE_TEXT)
+    assert vocab.encode(UNICODE_TEXT) == vocab.tokenizer.encode(UNICODE_TEXT).ids
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_specials_come_first_and_never_come_from_text(kind):
+    from charrnn.vocab import SEQ2SEQ_SPECIALS
+
+    text = "I saw <s> and </s> here.\n" * 5
+    vocab = (Vocab.build_char(text, specials=SEQ2SEQ_SPECIALS) if kind == "char"
+             else Vocab.train_bpe([text], vocab_size=280, specials=SEQ2SEQ_SPECIALS))
+    assert [vocab.special_id(s) for s in SEQ2SEQ_SPECIALS] == [0, 1, 2, 3]
+    ids = vocab.encode(text)
+    assert min(ids) >= len(SEQ2SEQ_SPECIALS)  # "<s>" in the text is characters, not the marker
+    assert vocab.decode([vocab.special_id("<s>")] + ids + [vocab.special_id("</s>")]) == text
+    again = Vocab.from_dict(vocab.to_dict())
+    assert again.encode(text) == ids and again.size == vocab.size
+
+
+def test_unknown_characters_can_degrade_to_unk():
+    from charrnn.vocab import SEQ2SEQ_SPECIALS
+
+    vocab = Vocab.build_char("abc", specials=SEQ2SEQ_SPECIALS)
+    unk = vocab.special_id("<unk>")
+    assert vocab.encode("abz", unknown_id=unk) == [vocab.encode("a")[0], vocab.encode("b")[0], unk]
+    decoder = vocab.stream_decoder()
+    assert "".join(decoder.step(i) for i in vocab.encode("cab") + [unk]) == "cab"

@@ -27,7 +27,7 @@ from ..devices import resolve_device, resolve_precision
 from ..errors import CharrnnError, UsageError
 from ..models.language_model import LanguageModel, LanguageModelConfig
 from ..sampling import SamplingConfig, generate
-from ..train import Trainer, TrainConfig, TrainResult
+from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 from ..vocab import Vocab, format_characters
 
 TASK = "language_model"
@@ -63,11 +63,13 @@ class LanguageModelTask:
     the next (so the model sees context longer than seq_len) and detached between windows (so
     back-propagation stays seq_len steps deep); it is reset where the streams wrap around."""
 
-    def __init__(self, model: LanguageModel, vocab: Vocab, tokens: np.ndarray, data: LanguageDataConfig, *, corpus_name: str):
+    def __init__(self, model: LanguageModel, vocab: Vocab, tokens: np.ndarray, data: LanguageDataConfig, *,
+                 corpus_name: str, corpus_path: str | None = None):
         self.model = model
         self.vocab = vocab
         self.data = data
         self.corpus_name = corpus_name
+        self.corpus_path = corpus_path  # absolute; None for stdin. Lets --resume find it again.
         self.tokens = tokens
         self.val_start = split_point(len(tokens), data.val_frac)
         self.batches = StreamBatches(tokens, data.batch_size, data.seq_len, end=self.val_start)
@@ -139,6 +141,7 @@ class LanguageModelTask:
             "vocab": self.vocab.to_dict(),
             "data_config": asdict(self.data),
             "corpus": self.corpus_name,
+            "corpus_path": self.corpus_path,
         }
 
 
@@ -152,18 +155,19 @@ def default_run_dir(corpus: str) -> Path:
 
 
 def prepare_corpus(corpus: str, data: LanguageDataConfig, run_dir: Path, *, vocab: Vocab | None = None,
-                   cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray]:
-    """Check and encode the corpus (building its vocabulary unless one is given)."""
+                   cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray, Path]:
+    """Check and encode the corpus (building its vocabulary unless one is given). Returns the
+    vocabulary, the tokens and the file the corpus was read from."""
     label = "<stdin>" if corpus == "-" else corpus
     path = stage_corpus(corpus, run_dir)
     if vocab is None:
         vocab = build_vocab(path, kind=data.tokenizer, vocab_size=data.vocab_size, encoding=data.encoding, label=label)
     token_file = encode_to_token_file(path, vocab, encoding=data.encoding, cache_dir=cache_dir or default_cache_dir(), label=label)
-    return vocab, token_file.open()
+    return vocab, token_file.open(), path
 
 
 def train_language_model(
-    corpus: str,
+    corpus: str | None,
     *,
     model_config: dict | None = None,
     data: LanguageDataConfig | None = None,
@@ -173,54 +177,50 @@ def train_language_model(
     device: str = "auto",
     precision: str = "auto",
     cache_dir: Path | None = None,
+    overwrite: bool = False,
     on_event: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train a language model on a corpus file (or '-' for stdin), or resume a run.
 
     model_config holds LanguageModelConfig fields except vocab_size. On resume, the model, data
     and training settings come from the checkpoint; stop conditions given in train replace the
-    saved ones (max_steps, epochs, time_budget).
+    saved ones (max_steps, epochs, time_budget); corpus may be None to read the run's own corpus.
     """
     torch_device = resolve_device(device)
     amp_dtype = resolve_precision(precision, torch_device)
     if resume is not None:
         payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
+        if corpus is None:
+            corpus = payload.get("corpus_path")
+            if corpus is None:
+                raise UsageError("this run was trained from stdin (or on an older charrnn); give its corpus again")
         data = LanguageDataConfig(**payload["data_config"])
-        saved_train = TrainConfig(**payload["train_config"])
-        if train is not None:
-            for name in ("max_steps", "epochs", "time_budget"):
-                if getattr(train, name) is not None:
-                    setattr(saved_train, name, getattr(train, name))
-        train = saved_train
+        train = resumed_train_config(payload, train)
         run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
         vocab = Vocab.from_dict(payload["vocab"])
-        vocab, tokens = prepare_corpus(corpus, data, run_dir, vocab=vocab, cache_dir=cache_dir)
+        vocab, tokens, corpus_file = prepare_corpus(corpus, data, run_dir, vocab=vocab, cache_dir=cache_dir)
         model = LanguageModel(LanguageModelConfig(**payload["model_config"]))
     else:
+        if corpus is None:
+            raise UsageError("give a corpus to train on (a text file, or - for stdin)")
         data = data or LanguageDataConfig()
         data.validate()
         train = train or TrainConfig()
         train.validate()
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(corpus)
-        vocab, tokens = prepare_corpus(corpus, data, run_dir, cache_dir=cache_dir)
+        claim_run_dir(run_dir, overwrite=overwrite)
+        vocab, tokens, corpus_file = prepare_corpus(corpus, data, run_dir, cache_dir=cache_dir)
         # Seed before building the model so its initial weights are reproducible too.
         torch.manual_seed(train.seed)
         config = LanguageModelConfig(vocab_size=vocab.size, **(model_config or {}))
         model = LanguageModel(config)
     corpus_name = "<stdin>" if corpus == "-" else Path(corpus).name
-    task = LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name)
+    corpus_path = None if corpus == "-" else str(corpus_file.resolve())
+    task = LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name, corpus_path=corpus_path)
     trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
     if resume is not None:
         trainer.load_resume_payload(payload)
     return trainer.run()
-
-
-def resume_checkpoint_path(resume: str | Path) -> Path:
-    """--resume takes a run folder (uses its last.pt) or a checkpoint file."""
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "last.pt"
-    return path
 
 
 def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, dict]:

@@ -1,0 +1,211 @@
+"""`charrnn translate`: translate text (arguments or stdin lines), `translate train` and
+`translate eval`. Thin commands over charrnn.tasks.translate, like the rest of the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from .errors import CharrnnError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+DEFAULT_COMMAND = "text"
+STDIN_CHUNK = 256  # stdin lines translated per batch: output flows while input is still coming
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group whose first argument, when it is not a subcommand, starts the default command:
+    `charrnn translate "It is late."` translates, `charrnn translate train PAIRS` trains."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+translate_app = typer.Typer(
+    cls=DefaultCommandGroup,
+    context_settings=CONTEXT,
+    help="Translate sentences (English to Spanish with the bundled model): "
+         "[bold]charrnn translate [OPTIONS] [TEXT]...[/bold], or lines from stdin. Subcommands train and evaluate models.",
+    rich_markup_mode="rich",
+)
+
+
+def bundled_translator() -> Path:
+    return Path(__file__).resolve().parent.parent / "checkpoints" / "spa-eng.pt"
+
+
+def _checkpoint_or_bundled(checkpoint: Path | None) -> Path:
+    if checkpoint is not None:
+        return checkpoint
+    path = bundled_translator()
+    if not path.exists():
+        raise CharrnnError(f"the bundled translator {path} is missing; pass -c CHECKPOINT")
+    return path
+
+
+@translate_app.command(DEFAULT_COMMAND, context_settings=CONTEXT)
+def translate_text(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate [default: lines from stdin].")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint [default: the bundled English-Spanish model].")] = None,
+    beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
+    max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens [default: twice the input plus 10].")] = None,
+    length_penalty: Annotated[float, typer.Option(help="Beam search: rank by score / length ** this.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines: source, translation, score.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Save the attention weights of the translation as a PNG heat map (one sentence).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+):
+    """Translate sentences given as arguments, or stdin lines (one output line per input line)."""
+    from .tasks.translate import attention_weights, load_translator, plot_attention, token_strings, translate
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
+    if texts:
+        chunks = iter([list(texts)])
+    elif sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("give sentences to translate, or pipe lines into charrnn translate")
+    else:
+        chunks = _stdin_chunks()
+    model, source_vocab, target_vocab, _ = load_translator(_checkpoint_or_bundled(checkpoint), device=device)
+    plotted = False
+    for lines in chunks:
+        results = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=max_len,
+                            batch_size=batch_size, length_penalty=length_penalty)
+        if plot is not None:
+            if plotted or len([r for r in results if r.source.strip()]) != 1:
+                raise UsageError("--plot draws one translation: give exactly one sentence")
+            weights = attention_weights(model, source_vocab, results[0])
+            if weights is None:
+                raise UsageError("this model has no attention to plot")
+            source_ids = source_vocab.encode(results[0].source.strip(), unknown_id=1)
+            plot_attention(weights, token_strings(source_vocab, source_ids),
+                           token_strings(target_vocab, results[0].tokens) + ["</s>"], plot)
+            plotted = True
+        for result in results:
+            if as_json:
+                line = json.dumps({"source": result.source, "translation": result.text, "score": round(result.score, 4)},
+                                  ensure_ascii=False)
+            else:
+                line = result.text
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def _stdin_chunks():
+    chunk = []
+    for line in sys.stdin:
+        chunk.append(line.rstrip("\n"))
+        if len(chunk) == STDIN_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@translate_app.command("train", context_settings=CONTEXT)
+def translate_train(
+    pairs: Annotated[Optional[str], typer.Argument(help="source<TAB>target lines, plain or gzip (with --resume: the run's own when left out).")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder or a checkpoint.", rich_help_panel="Run")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go [default: checkpoints/<pairs name>/].", rich_help_panel="Run")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in the run folder.", rich_help_panel="Run")] = False,
+    max_steps: Annotated[Optional[int], typer.Option(rich_help_panel="Stopping", help="Stop after this many steps.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many epochs [default: 10 when no other stop is given].")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many seconds of training.")] = None,
+    patience: Annotated[int, typer.Option(rich_help_panel="Stopping", help="Evaluations without improvement before stopping (0: never).")] = 10,
+    reverse: Annotated[bool, typer.Option("--reverse", rich_help_panel="Data", help="Swap the direction (target to source).")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines instead of stopping.")] = False,
+    tokenizer: Annotated[str, typer.Option(rich_help_panel="Data", help="char or bpe.")] = "char",
+    vocab_size: Annotated[int, typer.Option(rich_help_panel="Data", help="BPE vocabulary size.")] = 8000,
+    shared_vocab: Annotated[bool, typer.Option("--shared-vocab", rich_help_panel="Data", help="One vocabulary for both sides.")] = False,
+    test_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Held-out test pairs (split by source sentence).")] = 2000,
+    dev_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Dev pairs for early stopping.")] = 2000,
+    max_tokens: Annotated[int, typer.Option(rich_help_panel="Data", help="Leave out training pairs longer than this.")] = 120,
+    cell: Annotated[str, typer.Option(rich_help_panel="Model", help="gru, lstm or rnn.")] = "gru",
+    attention: Annotated[str, typer.Option(rich_help_panel="Model", help="multiplicative, additive or none.")] = "multiplicative",
+    embedding_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Token embedding width.")] = 256,
+    hidden_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Decoder width (each encoder direction has half).")] = 256,
+    encoder_layers: Annotated[int, typer.Option(rich_help_panel="Model", help="Encoder layers.")] = 2,
+    decoder_layers: Annotated[int, typer.Option(rich_help_panel="Model", help="Decoder layers.")] = 2,
+    dropout: Annotated[float, typer.Option(rich_help_panel="Model", help="Dropout.")] = 0.2,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel="Optimisation", help="Sentence pairs per batch.")] = 64,
+    lr: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Peak learning rate.")] = 2e-3,
+    warmup_steps: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Warm-up steps.")] = 200,
+    eval_every: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Evaluate on the dev split every N steps.")] = 500,
+    seed: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Random seed.")] = 1337,
+    device: Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, cpu, cuda or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, fp32 or bf16.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+):
+    """Train a translator on sentence pairs; checkpoints go to checkpoints/<pairs name>/."""
+    from .cells import CELL_TYPES
+    from .console import TrainingProgress, print_training_summary
+    from .models.translator import ATTENTION_TYPES
+    from .tasks.translate import TranslationDataConfig, train_translator
+    from .train import TrainConfig
+
+    if cell not in CELL_TYPES:
+        raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
+    if attention not in ATTENTION_TYPES:
+        raise UsageError(f"unknown --attention {attention!r}; choose one of {', '.join(ATTENTION_TYPES)}")
+    if hidden_size < 2 or hidden_size % 2:
+        raise UsageError(f"--hidden-size must be an even number, not {hidden_size}")
+    if not 0.0 <= dropout < 1.0:
+        raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
+    if max_steps is None and epochs is None and time_budget is None and resume is None:
+        epochs = 10.0
+    train = TrainConfig(learning_rate=lr, warmup_steps=warmup_steps, max_steps=max_steps, epochs=epochs,
+                        time_budget=time_budget, eval_every=eval_every, patience=patience or None, seed=seed)
+    data = TranslationDataConfig(tokenizer=tokenizer, vocab_size=vocab_size, shared_vocab=shared_vocab, batch_size=batch_size,
+                                 max_tokens=max_tokens, test_size=test_size, dev_size=dev_size, reverse=reverse, skip_bad=skip_bad)
+    model_config = dict(cell=cell, attention=attention, embedding_size=embedding_size, hidden_size=hidden_size,
+                        encoder_layers=encoder_layers, decoder_layers=decoder_layers, dropout=dropout)
+    progress = TrainingProgress(quiet=quiet, unit="tok")
+    result = train_translator(pairs, model_config=model_config, data=data, train=train, run_dir=run_dir, resume=resume,
+                              device=device, precision=precision, overwrite=overwrite, on_event=progress)
+    if not quiet:
+        print_training_summary(result)
+    if result.stop_reason == "interrupted":
+        raise typer.Exit(130)
+
+
+@translate_app.command("eval", context_settings=CONTEXT)
+def translate_eval(
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint [default: the bundled model].")] = None,
+    data: Annotated[Optional[str], typer.Option(help="The pair file the model was trained on [default: the path in the checkpoint].")] = None,
+    beam: Annotated[int, typer.Option(help="Beam size to report beside greedy decoding.")] = 5,
+    examples: Annotated[int, typer.Option(help="Example translations to show.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+):
+    """BLEU and chrF (sacrebleu) on the held-out test pairs, greedy and beam, with examples."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .tasks.translate import evaluate_translations, held_out_test, load_translator
+
+    if beam < 1:
+        raise UsageError(f"--beam must be at least 1, not {beam}")
+    model, source_vocab, target_vocab, payload = load_translator(_checkpoint_or_bundled(checkpoint), device=device)
+    pairs = held_out_test(payload, data)
+    results = evaluate_translations(model, source_vocab, target_vocab, pairs, beams=sorted({1, beam}), batch_size=batch_size)
+    console = Console(highlight=False)
+    table = Table(title=f"{len(pairs):,} held-out test pairs (sources never seen in training)")
+    for column in ("decoding", "BLEU", "chrF", "sentences/s"):
+        table.add_column(column, justify="left" if column == "decoding" else "right")
+    for r in results:
+        table.add_row(r.decoding, f"{r.bleu:.1f}", f"{r.chrf:.1f}", f"{r.sentences_per_second:,.0f}")
+    console.print(table)
+    shown = Table(title="examples", show_lines=True)
+    for column in ("source", "reference", results[-1].decoding):
+        shown.add_column(column)
+    for (source, reference), output in list(zip(pairs, results[-1].outputs))[:examples]:
+        shown.add_row(source, reference, output.text)
+    if examples > 0:
+        console.print(shown)

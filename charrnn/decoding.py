@@ -1,0 +1,107 @@
+"""Decoding for encoder-decoder models: batched greedy search and batched beam search with length
+normalisation, both over the model's one decode step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # the output tokens, without BOS and EOS
+    score: float  # total log-probability (of the tokens and the EOS, when it was reached)
+
+
+def _select_state(state, index: torch.Tensor):
+    """Reorder the batch dimension (dim 1) of every state part."""
+    return tuple(part.index_select(1, index) for part in state)
+
+
+def _expand(encoded, keys, state, beams: int):
+    """Repeat every sentence's encoder output and state once per beam: (B, ...) -> (B * beams, ...)."""
+    repeat = lambda t: t.repeat_interleave(beams, dim=0)  # noqa: E731
+    expanded = replace(encoded, memory=repeat(encoded.memory), mask=repeat(encoded.mask))
+    expanded_keys = repeat(keys) if keys is not None else None
+    expanded_state = tuple(part.repeat_interleave(beams, dim=1) for part in state)
+    return expanded, expanded_keys, expanded_state
+
+
+@torch.inference_mode()
+def greedy_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id: int, eos_id: int, max_len: int) -> list[Hypothesis]:
+    """The most likely token at every step, for a batch of sentences at once."""
+    encoded = model.encode(source, lengths)
+    keys = model.keys(encoded)
+    state = encoded.state
+    B = source.shape[0]
+    tokens = torch.full((B,), bos_id, dtype=torch.long, device=source.device)
+    outputs = [[] for _ in range(B)]
+    scores = torch.zeros(B, device=source.device)
+    finished = torch.zeros(B, dtype=torch.bool, device=source.device)
+    for _ in range(max_len):
+        logits, state, _ = model.decode(tokens.unsqueeze(1), encoded, state, keys)
+        log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
+        best, tokens = log_probs.max(dim=-1)
+        scores = scores + best.masked_fill(finished, 0.0)
+        for b, token in enumerate(tokens.tolist()):
+            if not finished[b] and token != eos_id:
+                outputs[b].append(token)
+        finished = finished | (tokens == eos_id)
+        if bool(finished.all()):
+            break
+    return [Hypothesis(outputs[b], float(scores[b])) for b in range(B)]
+
+
+@torch.inference_mode()
+def beam_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id: int, eos_id: int, max_len: int,
+                beam_size: int = 5, length_penalty: float = 1.0) -> list[Hypothesis]:
+    """Keep the beam_size best partial translations of every sentence (all sentences batched).
+
+    Scores are summed log-probabilities while searching; the finished hypotheses are ranked by
+    score / length ** length_penalty, so long translations are not beaten merely for being long.
+    With beam_size 1 this is greedy search.
+    """
+    K = beam_size
+    encoded = model.encode(source, lengths)
+    keys = model.keys(encoded)
+    B = source.shape[0]
+    device = source.device
+    encoded, keys, state = _expand(encoded, keys, encoded.state, K)
+    tokens = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    # Only the first beam is live at the start; the others would repeat it.
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    finished = torch.zeros(B, K, dtype=torch.bool, device=device)
+    history = torch.zeros(B, K, 0, dtype=torch.long, device=device)  # chosen tokens so far
+    lengths_out = torch.zeros(B, K, device=device)  # tokens before EOS, for the normalisation
+    for _ in range(max_len):
+        logits, state, _ = model.decode(tokens.unsqueeze(1), encoded, state, keys)
+        log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1).view(B, K, -1)  # (B, K, V)
+        V = log_probs.shape[-1]
+        # A finished hypothesis continues with EOS at no cost, so it keeps its score and place.
+        frozen = torch.full_like(log_probs, float("-inf"))
+        frozen[..., eos_id] = 0.0
+        log_probs = torch.where(finished.unsqueeze(-1), frozen, log_probs)
+        candidates = (scores.unsqueeze(-1) + log_probs).view(B, K * V)
+        scores, flat = candidates.topk(K, dim=-1)  # (B, K)
+        origin = torch.div(flat, V, rounding_mode="floor")
+        chosen = flat % V
+        lengths_out = lengths_out.gather(1, origin) + (~finished.gather(1, origin) & (chosen != eos_id)).float()
+        finished = finished.gather(1, origin) | (chosen == eos_id)
+        history = torch.cat([history.gather(1, origin.unsqueeze(-1).expand(-1, -1, history.shape[-1])), chosen.unsqueeze(-1)], dim=-1)
+        rows = (origin + torch.arange(B, device=device).unsqueeze(1) * K).view(-1)
+        state = _select_state(state, rows)
+        tokens = chosen.view(-1)
+        if bool(finished.all()):
+            break
+    normalised = scores / lengths_out.clamp(min=1.0) ** length_penalty
+    best = normalised.argmax(dim=-1)  # (B,)
+    results = []
+    for b in range(B):
+        k = int(best[b])
+        sequence = history[b, k].tolist()
+        if eos_id in sequence:
+            sequence = sequence[: sequence.index(eos_id)]
+        results.append(Hypothesis(sequence, float(scores[b, k])))
+    return results

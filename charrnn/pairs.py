@@ -1,0 +1,111 @@
+"""Sentence pairs for sequence-to-sequence tasks: reading `source<TAB>target` lines (plain or
+gzip) with malformed lines reported by number, and the deterministic train/dev/test split by
+distinct source sentence."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CharrnnError
+
+GZIP_MAGIC = b"\x1f\x8b"
+SHOWN_BAD_LINES = 5  # line numbers listed in an error; the rest are counted
+
+
+@dataclass
+class PairFile:
+    """The pairs of one file, and the numbers (1-based) of the lines that were skipped."""
+
+    pairs: list[tuple[str, str]]
+    bad_lines: list[int] = field(default_factory=list)
+
+
+def _open_text(path: Path, encoding: str):
+    """Open a plain or gzip-compressed text file, told apart by its first bytes, not its name."""
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == GZIP_MAGIC
+    if compressed:
+        return gzip.open(path, "rt", encoding=encoding, newline="")
+    return open(path, encoding=encoding, newline="")
+
+
+def read_pairs(path: str | Path, *, reverse: bool = False, skip_bad: bool = False, encoding: str = "utf-8") -> PairFile:
+    """Read `source<TAB>target` lines; further tab-separated columns (such as the attribution
+    column of the Tatoeba exports) are ignored. reverse swaps the two sides.
+
+    A line without a tab, or with an empty side, is malformed: an error naming the line numbers,
+    or skipped (and its number recorded) with skip_bad. Blank lines are ignored.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CharrnnError(f"pair file {path} does not exist")
+    pairs: list[tuple[str, str]] = []
+    bad: list[int] = []
+    try:
+        with _open_text(path, encoding) as handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                columns = line.split("\t")
+                if len(columns) < 2 or not columns[0].strip() or not columns[1].strip():
+                    bad.append(number)
+                    continue
+                source, target = columns[0].strip(), columns[1].strip()
+                pairs.append((target, source) if reverse else (source, target))
+    except UnicodeDecodeError as exc:
+        raise CharrnnError(f"pair file {path} is not valid {encoding} ({exc.reason}); pass --encoding with its encoding") from None
+    except (OSError, EOFError) as exc:
+        raise CharrnnError(f"cannot read pair file {path}: {exc}") from None
+    if bad and not skip_bad:
+        shown = ", ".join(str(n) for n in bad[:SHOWN_BAD_LINES])
+        more = f" and {len(bad) - SHOWN_BAD_LINES} more" if len(bad) > SHOWN_BAD_LINES else ""
+        raise CharrnnError(
+            f"pair file {path} has {len(bad)} malformed line(s) (need source<TAB>target, both non-empty): "
+            f"line {shown}{more}; fix them or pass --skip-bad to skip them"
+        )
+    if not pairs:
+        raise CharrnnError(f"pair file {path} has no sentence pairs")
+    return PairFile(pairs, bad)
+
+
+@dataclass
+class PairSplit:
+    train: list[tuple[str, str]]
+    dev: list[tuple[str, str]]
+    test: list[tuple[str, str]]
+
+
+def split_pairs(pairs: Sequence[tuple[str, str]], *, test_size: int = 2000, dev_size: int = 2000, seed: int = 0) -> PairSplit:
+    """Deterministic split into train, dev and test by distinct source sentence.
+
+    Tatoeba repeats a source sentence with alternative translations; splitting by line would put
+    one translation in train and another in test, and the test would measure memory. Here every
+    source sentence, with all its translations, lands in exactly one split. Sources are shuffled
+    with a fixed seed; test and dev take whole groups until they hold their size, and the
+    translations that overflow the last group are left out (never put into train).
+    """
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        groups.setdefault(pair[0], []).append(pair)
+    sources = sorted(groups)
+    random.Random(seed).shuffle(sources)
+    if test_size + dev_size >= len(pairs):
+        raise CharrnnError(
+            f"{len(pairs)} pairs are too few for a test split of {test_size} and a dev split of {dev_size}; "
+            "use more pairs or smaller --test-size / --dev-size"
+        )
+    held_out: list[list[tuple[str, str]]] = []
+    position = 0
+    for size in (test_size, dev_size):
+        taken: list[tuple[str, str]] = []
+        while len(taken) < size:
+            taken.extend(groups[sources[position]])
+            position += 1
+        held_out.append(taken[:size])
+    train = [pair for source in sources[position:] for pair in groups[source]]
+    return PairSplit(train=train, dev=held_out[1], test=held_out[0])

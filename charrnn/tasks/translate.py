@@ -1,0 +1,379 @@
+"""The translation task: sentence pairs become vocabularies, encoded pairs and train/dev/test
+splits; training is teacher-forced over length-bucketed batches; evaluation is the dev loss;
+translation decodes batches of lines (greedy or beam) and keeps their order."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..decoding import beam_search, greedy_search
+from ..devices import resolve_device, resolve_precision
+from ..errors import CharrnnError, UsageError
+from ..models.translator import Translator, TranslatorConfig
+from ..pairs import PairSplit, read_pairs, split_pairs
+from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+from ..vocab import SEQ2SEQ_SPECIALS, Vocab
+
+TASK = "translator"
+PAD, UNK, BOS, EOS = (SEQ2SEQ_SPECIALS.index(t) for t in SEQ2SEQ_SPECIALS)
+
+
+@dataclass
+class TranslationDataConfig:
+    tokenizer: str = "char"
+    vocab_size: int = 8000  # BPE only
+    shared_vocab: bool = False  # one vocabulary for both sides (BPE or char)
+    batch_size: int = 64  # sentence pairs a batch
+    max_tokens: int = 120  # longer pairs are left out of training (Tatoeba has a few paragraphs)
+    test_size: int = 2000
+    dev_size: int = 2000
+    split_seed: int = 0
+    reverse: bool = False
+    skip_bad: bool = False
+
+    def validate(self) -> None:
+        if self.tokenizer not in ("char", "bpe"):
+            raise UsageError(f"unknown --tokenizer {self.tokenizer!r}; choose char or bpe")
+        if self.batch_size < 1 or self.max_tokens < 2:
+            raise UsageError("--batch-size must be at least 1 and --max-tokens at least 2")
+
+
+def build_vocabs(split: PairSplit, data: TranslationDataConfig) -> tuple[Vocab, Vocab]:
+    """Source and target vocabularies from the training pairs only (dev and test stay unseen)."""
+    sources = [s for s, _ in split.train]
+    targets = [t for _, t in split.train]
+
+    def build(texts: Sequence[str]) -> Vocab:
+        if data.tokenizer == "char":
+            return Vocab.build_char("".join(texts), specials=SEQ2SEQ_SPECIALS)
+        return Vocab.train_bpe(texts, data.vocab_size, specials=SEQ2SEQ_SPECIALS)
+
+    if data.shared_vocab:
+        shared = build(sources + targets)
+        return shared, shared
+    return build(sources), build(targets)
+
+
+def encode_pairs(pairs, source_vocab: Vocab, target_vocab: Vocab, *, max_tokens: int | None = None):
+    """Token ids of every pair (unknown characters become <unk>); pairs longer than max_tokens
+    on either side are left out."""
+    encoded = []
+    for source, target in pairs:
+        s = source_vocab.encode(source, unknown_id=UNK)
+        t = target_vocab.encode(target, unknown_id=UNK)
+        if max_tokens is None or (len(s) <= max_tokens and len(t) + 1 <= max_tokens):
+            encoded.append((s, t))
+    return encoded
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, longest) padded ids and (B,) lengths."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    padded = torch.full((len(sequences), max(1, int(lengths.max()))), PAD, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        padded[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return padded.to(device), lengths
+
+
+def make_training_batch(pairs, device):
+    """Source ids and lengths, target inputs (<s> + target) and targets (target + </s>)."""
+    source, lengths = pad_batch([s for s, _ in pairs], device)
+    target_in, _ = pad_batch([[BOS] + t for _, t in pairs], device)
+    target_out, _ = pad_batch([t + [EOS] for _, t in pairs], device)
+    return source, lengths, target_in, target_out
+
+
+class TranslationTask:
+    """Batches of similar-length pairs (little padding), reshuffled each epoch from a seed, so the
+    data position is just (epoch, batch index) and a resumed run reads the same batches."""
+
+    def __init__(self, model: Translator, source_vocab: Vocab, target_vocab: Vocab, train_pairs, dev_pairs,
+                 data: TranslationDataConfig, *, seed: int, corpus_path: str | None, corpus_name: str):
+        self.model = model
+        self.source_vocab = source_vocab
+        self.target_vocab = target_vocab
+        self.train_pairs = train_pairs
+        self.dev_pairs = dev_pairs
+        self.data = data
+        self.seed = seed
+        self.corpus_path = corpus_path
+        self.corpus_name = corpus_name
+        if len(train_pairs) < data.batch_size:
+            raise CharrnnError(f"only {len(train_pairs)} training pairs, fewer than one batch of {data.batch_size}; use more pairs or a smaller --batch-size")
+        self.steps_per_epoch = len(train_pairs) // data.batch_size
+        self.epoch = 0
+        self.index = 0
+        self._batches = self._epoch_batches(0)
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 100003 + epoch)
+        order = list(range(len(self.train_pairs)))
+        rng.shuffle(order)
+        B = self.data.batch_size
+        batches = []
+        # Sort within windows of 50 batches by source length: batches of similar lengths pad
+        # little, while the shuffle keeps the epoch's order random.
+        window = 50 * B
+        for start in range(0, len(order) - B + 1, window):
+            chunk = sorted(order[start : start + window], key=lambda i: len(self.train_pairs[i][0]))
+            batches.extend(chunk[k : k + B] for k in range(0, len(chunk) - B + 1, B))
+        rng.shuffle(batches)
+        return batches
+
+    def training_loss(self, model, device):
+        if self.index >= len(self._batches):
+            self.epoch += 1
+            self.index = 0
+            self._batches = self._epoch_batches(self.epoch)
+        pairs = [self.train_pairs[i] for i in self._batches[self.index]]
+        self.index += 1
+        source, lengths, target_in, target_out = make_training_batch(pairs, device)
+        _, loss = model(source, lengths, target_in, target_out)
+        return loss, int((target_out != PAD).sum())
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        total, count = 0.0, 0
+        for start in range(0, len(self.dev_pairs), 128):
+            pairs = self.dev_pairs[start : start + 128]
+            source, lengths, target_in, target_out = make_training_batch(pairs, device)
+            logits, _ = model(source, lengths, target_in)
+            total += float(torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), target_out.reshape(-1), ignore_index=PAD, reduction="sum"))
+            count += int((target_out != PAD).sum())
+        val_loss = total / max(1, count)
+        return {"val_loss": val_loss, "val_ppl": float(torch.tensor(min(val_loss, 50.0)).exp())}
+
+    def data_state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_data_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._batches = self._epoch_batches(self.epoch)
+
+    def checkpoint_fields(self) -> dict:
+        return {
+            "task": TASK,
+            "model_config": asdict(self.model.config),
+            "source_vocab": self.source_vocab.to_dict(),
+            "target_vocab": self.target_vocab.to_dict(),
+            "data_config": asdict(self.data),
+            "split_seed": self.data.split_seed,
+            "corpus": self.corpus_name,
+            "corpus_path": self.corpus_path,
+        }
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def load_split(pairs_path: str, data: TranslationDataConfig) -> tuple[PairSplit, list[int], Path]:
+    """Read the pair file and split it; also the numbers of the lines skipped as malformed, and
+    the file the pairs came from."""
+    from ..corpora import locate_data_file
+
+    path = locate_data_file(pairs_path, "pair file")
+    pair_file = read_pairs(path, reverse=data.reverse, skip_bad=data.skip_bad)
+    split = split_pairs(pair_file.pairs, test_size=data.test_size, dev_size=data.dev_size, seed=data.split_seed)
+    return split, pair_file.bad_lines, path
+
+
+def train_translator(
+    pairs_path: str | None,
+    *,
+    model_config: dict | None = None,
+    data: TranslationDataConfig | None = None,
+    train: TrainConfig | None = None,
+    run_dir: Path | None = None,
+    resume: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    overwrite: bool = False,
+    on_event: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train a translator on a `source<TAB>target` file (plain or gzip), or resume a run."""
+    torch_device = resolve_device(device)
+    amp_dtype = resolve_precision(precision, torch_device)
+    payload = None
+    if resume is not None:
+        payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
+        data = TranslationDataConfig(**payload["data_config"])
+        train = resumed_train_config(payload, train)
+        pairs_path = pairs_path or payload.get("corpus_path")
+        run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
+        split, _, path = load_split(pairs_path, data)
+        source_vocab = Vocab.from_dict(payload["source_vocab"])
+        target_vocab = Vocab.from_dict(payload["target_vocab"])
+        model = Translator(TranslatorConfig(**payload["model_config"]))
+    else:
+        if pairs_path is None:
+            raise UsageError("give a pair file to train on (source<TAB>target lines)")
+        data = data or TranslationDataConfig()
+        data.validate()
+        train = train or TrainConfig()
+        train.validate()
+        run_dir = Path(run_dir) if run_dir is not None else Path("checkpoints") / Path(pairs_path).name.split(".")[0]
+        claim_run_dir(run_dir, overwrite=overwrite)
+        split, _, path = load_split(pairs_path, data)
+        source_vocab, target_vocab = build_vocabs(split, data)
+        torch.manual_seed(train.seed)
+        model = Translator(TranslatorConfig(source_vocab_size=source_vocab.size, target_vocab_size=target_vocab.size,
+                                            pad_id=PAD, **(model_config or {})))
+    train_pairs = encode_pairs(split.train, source_vocab, target_vocab, max_tokens=data.max_tokens)
+    dev_pairs = encode_pairs(split.dev, source_vocab, target_vocab)
+    task = TranslationTask(model, source_vocab, target_vocab, train_pairs, dev_pairs, data, seed=train.seed,
+                           corpus_path=str(path.resolve()), corpus_name=path.name)
+    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
+    if payload is not None:
+        trainer.load_resume_payload(payload)
+    return trainer.run()
+
+
+# -- inference ---------------------------------------------------------------------------------
+
+
+def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Translator, Vocab, Vocab, dict]:
+    payload = load_checkpoint(checkpoint, task=TASK)
+    model = Translator(TranslatorConfig(**payload["model_config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["model_state"].items()})
+    model.to(resolve_device(device)).eval()
+    model.encoder.flatten_parameters()
+    model.decoder.flatten_parameters()
+    return model, Vocab.from_dict(payload["source_vocab"]), Vocab.from_dict(payload["target_vocab"]), payload
+
+
+@dataclass
+class Translation:
+    source: str
+    text: str
+    score: float  # log-probability of the output
+    tokens: list[int]
+
+
+def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines: Sequence[str], *, beam: int = 1,
+              max_len: int | None = None, batch_size: int = 64, length_penalty: float = 1.0) -> list[Translation]:
+    """Translate lines in batches of similar length, returning results in input order. An empty
+    line gives an empty translation, so outputs stay aligned with inputs line by line."""
+    if beam < 1:
+        raise UsageError(f"--beam must be at least 1, not {beam}")
+    if max_len is not None and max_len < 1:
+        raise UsageError(f"--max-len must be at least 1, not {max_len}")
+    device = next(model.parameters()).device
+    results: list[Translation | None] = [None] * len(lines)
+    encoded = []
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if text:
+            encoded.append((i, source_vocab.encode(text, unknown_id=UNK)))
+        else:
+            results[i] = Translation(line, "", 0.0, [])
+    encoded.sort(key=lambda item: len(item[1]))
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start : start + batch_size]
+        source, lengths = pad_batch([ids for _, ids in chunk], device)
+        limit = max_len or int(lengths.max()) * 2 + 10
+        if beam == 1:
+            hypotheses = greedy_search(model, source, lengths, bos_id=BOS, eos_id=EOS, max_len=limit)
+        else:
+            hypotheses = beam_search(model, source, lengths, bos_id=BOS, eos_id=EOS, max_len=limit, beam_size=beam,
+                                     length_penalty=length_penalty)
+        for (i, _), hyp in zip(chunk, hypotheses):
+            results[i] = Translation(lines[i], target_vocab.decode(hyp.tokens), hyp.score, hyp.tokens)
+    return results
+
+
+@torch.inference_mode()
+def attention_weights(model: Translator, source_vocab: Vocab, translation: Translation) -> torch.Tensor | None:
+    """The attention the model paid to each source token while producing each output token of a
+    translation, (output tokens + </s>, source tokens): the decoder re-run on its own output."""
+    if model.attention is None:
+        return None
+    device = next(model.parameters()).device
+    source, lengths = pad_batch([source_vocab.encode(translation.source.strip(), unknown_id=UNK)], device)
+    encoded = model.encode(source, lengths)
+    target_in = torch.tensor([[BOS] + translation.tokens], device=device)
+    _, _, weights = model.decode(target_in, encoded, encoded.state, model.keys(encoded))
+    return weights[0].float().cpu()
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    decoding: str  # "greedy" or "beam N"
+    bleu: float
+    chrf: float
+    sentences_per_second: float
+    outputs: list[Translation]
+
+
+def held_out_test(payload: dict, pairs_path: str | None = None) -> list[tuple[str, str]]:
+    """The test pairs of the run that made a checkpoint: its corpus (or pairs_path) split again
+    with the same settings, which gives the same pairs, none of whose sources were trained on."""
+    data = TranslationDataConfig(**payload["data_config"])
+    path = pairs_path or payload.get("corpus_path")
+    if path is None:
+        raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
+    split, _, _ = load_split(str(path), data)
+    return split.test
+
+
+def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: Vocab, pairs, *,
+                          beams: Sequence[int] = (1, 5), batch_size: int = 64) -> list[EvalResult]:
+    """Corpus BLEU and chrF (sacrebleu) of the model's translations of pairs, for each beam size,
+    with the decoding speed (batching included)."""
+    import time
+
+    import sacrebleu
+
+    sources = [s for s, _ in pairs]
+    references = [[t for _, t in pairs]]
+    results = []
+    for beam in beams:
+        start = time.perf_counter()
+        outputs = translate(model, source_vocab, target_vocab, sources, beam=beam, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+        hypotheses = [o.text for o in outputs]
+        results.append(EvalResult(
+            decoding="greedy" if beam == 1 else f"beam {beam}",
+            bleu=sacrebleu.corpus_bleu(hypotheses, references).score,
+            chrf=sacrebleu.corpus_chrf(hypotheses, references).score,
+            sentences_per_second=len(sources) / seconds,
+            outputs=outputs,
+        ))
+    return results
+
+
+def plot_attention(weights: torch.Tensor, source_tokens: list[str], output_tokens: list[str], path: str | Path) -> None:
+    """Save a heat map of attention weights: output tokens down, source tokens across."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    height, width = weights.shape
+    figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * width + 1.5), max(3.0, 0.35 * height + 1.5)))
+    image = axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(width), [repr(t)[1:-1] for t in source_tokens], rotation=90)
+    axes.set_yticks(range(height), [repr(t)[1:-1] for t in output_tokens])
+    axes.set_xlabel("source")
+    axes.set_ylabel("output")
+    figure.colorbar(image, ax=axes, fraction=0.04)
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as exc:
+        raise CharrnnError(f"cannot write the plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(figure)
+
+
+def token_strings(vocab: Vocab, ids: Sequence[int]) -> list[str]:
+    """How each token reads, for plot labels (a BPE token shows the text it decodes to)."""
+    return [vocab.decode([i]) for i in ids]

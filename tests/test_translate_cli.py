@@ -1,0 +1,69 @@
+"""`charrnn translate` end to end in subprocesses: train on a tiny synthetic pair set, translate
+arguments and stdin (order and empty lines kept), JSON lines, the attention plot, evaluation,
+and one-line errors."""
+
+import json
+import random
+
+import pytest
+
+from test_cli import assert_one_line_error, run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("translate-cli")
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(2, 6))) for _ in range(3000)]
+    (root / "pairs.tsv").write_text("".join(f"{w}\t{w.upper()}\n" for w in words))
+    proc = run("translate", "train", "pairs.tsv", "--max-steps", "400", "--eval-every", "200", "-b", "32",
+               "--test-size", "100", "--dev-size", "100", "--embedding-size", "32", "--hidden-size", "64",
+               "--encoder-layers", "1", "--decoder-layers", "1", "--dropout", "0", "--lr", "5e-3", "--warmup-steps", "20",
+               "--precision", "fp32", "-q", cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return root
+
+
+def test_translate_arguments_and_stdin(trained):
+    proc = run("translate", "-c", "checkpoints/pairs/best.pt", "abc", "hgf", cwd=trained)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines() == ["ABC", "HGF"]
+    piped = run("translate", "-c", "checkpoints/pairs/best.pt", "--beam", "3", cwd=trained,
+                input_bytes=b"dead\n\nbad\n   \nface\n")
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stdout.decode().split("\n")[:5] == ["DEAD", "", "BAD", "", "FACE"]
+
+
+def test_json_lines(trained):
+    proc = run("translate", "-c", "checkpoints/pairs/best.pt", "--json", cwd=trained, input_bytes=b"cab\nbe\n")
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [r["source"] for r in rows] == ["cab", "be"]
+    assert [r["translation"] for r in rows] == ["CAB", "BE"]
+    assert all(r["score"] <= 0 for r in rows)
+
+
+def test_attention_plot(trained):
+    proc = run("translate", "-c", "checkpoints/pairs/best.pt", "fade", "--plot", "attention.png", cwd=trained)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (trained / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    two = run("translate", "-c", "checkpoints/pairs/best.pt", "ab", "cd", "--plot", "x.png", cwd=trained)
+    assert_one_line_error(two, 2, "one sentence")
+
+
+def test_eval_reports_bleu_and_chrf(trained):
+    proc = run("translate", "eval", "-c", "checkpoints/pairs/best.pt", "--beam", "3", "--examples", "2", cwd=trained)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode()
+    assert "BLEU" in out and "chrF" in out and "greedy" in out and "beam 3" in out and "100 held-out" in out
+
+
+def test_malformed_pairs_and_bad_options(tmp_path):
+    (tmp_path / "bad.tsv").write_text("a\tA\nno tab\nb\tB\n" * 3)
+    assert_one_line_error(run("translate", "train", "bad.tsv", "--max-steps", "1", cwd=tmp_path), 1,
+                          "malformed", "line 2, 5, 8", "--skip-bad")
+    assert_one_line_error(run("translate", "train", "bad.tsv", "--attention", "psychic", cwd=tmp_path), 2, "--attention")
+    assert_one_line_error(run("translate", "-c", "missing.pt", "hello", cwd=tmp_path), 1, "does not exist")
+
+
+def test_bad_beam(trained):
+    assert_one_line_error(run("translate", "-c", "checkpoints/pairs/best.pt", "--beam", "0", "abc", cwd=trained), 2, "--beam")
