@@ -47,7 +47,7 @@ def main() -> None:
         base = None
         for corpus, run in [(small, "first (encodes)"), (large, "first (encodes)"), (large, "second (cached tokens)")]:
             cmd = charrnn_command() + ["train", str(corpus), "--max-steps", str(steps), "--val-frac", "0.002",
-                                       "--eval-every", "1000", "-q", "--run-dir", str(work / f"run-{corpus.stem}")]
+                                       "--eval-every", "1000", "-q", "--run-dir", str(work / f"run-{corpus.stem}"), "--overwrite"]
             log(" ".join(cmd))
             seconds, peak = run_measured(cmd, env)
             base = peak if base is None else base

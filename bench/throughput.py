@@ -38,7 +38,7 @@ def run_charrnn(corpus: Path, hidden: int, layers: int, steps: int, work: Path) 
     train_language_model(str(corpus), model_config={"hidden_size": hidden, "num_layers": layers},
                          data=LanguageDataConfig(batch_size=BATCH, seq_len=SEQ_LEN, val_frac=0.01),
                          train=TrainConfig(max_steps=steps, eval_every=steps + 1),
-                         run_dir=work / "run", cache_dir=work / "cache", on_event=on_event)
+                         run_dir=work / "run", cache_dir=work / "cache", overwrite=True, on_event=on_event)
     return chars_per_second(times, steps)
 
 

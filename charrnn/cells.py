@@ -186,17 +186,18 @@ class Stepper:
             else:
                 x_gates = F.linear(x, w["w_ih"], w["input_bias"])
             h = layer_state[0]
+            # Plain slices below, not split/chunk: at batch 1 those cost five times as much.
             if self.cell == "lstm":
-                sigmoid_gates, g = self._add_hidden_product(x_gates, h, w["w_hh"]).split([3 * H, H], dim=1)
-                i, f, o = torch.sigmoid(sigmoid_gates).chunk(3, dim=1)
-                c = torch.addcmul(f * layer_state[1], i, torch.tanh(g))
-                h = o * torch.tanh(c)
+                gates = self._add_hidden_product(x_gates, h, w["w_hh"])
+                sig = torch.sigmoid(gates[:, : 3 * H])
+                c = torch.addcmul(sig[:, H : 2 * H] * layer_state[1], sig[:, :H], torch.tanh(gates[:, 3 * H :]))
+                h = sig[:, 2 * H :] * torch.tanh(c)
                 new_states.append((h, c))
             elif self.cell == "gru":
-                x_rz, x_n = x_gates.split([2 * H, H], dim=1)
-                h_rz, h_n = F.linear(h, w["w_hh"], w["hidden_bias"]).split([2 * H, H], dim=1)
-                r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)
-                n = torch.tanh(torch.addcmul(x_n, r, h_n))
+                h_gates = F.linear(h, w["w_hh"], w["hidden_bias"])
+                rz = torch.sigmoid(x_gates[:, : 2 * H] + h_gates[:, : 2 * H])
+                r, z = rz[:, :H], rz[:, H:]
+                n = torch.tanh(torch.addcmul(x_gates[:, 2 * H :], r, h_gates[:, 2 * H :]))
                 h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
                 new_states.append((h,))
             else:

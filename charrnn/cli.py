@@ -94,7 +94,7 @@ def train(
                                      vocab_size=vocab_size, encoding=encoding)
     model_config = dict(cell=cell, hidden_size=hidden_size, num_layers=num_layers, embedding_size=embedding_size, dropout=dropout)
     _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout)
-    progress = TrainingProgress(quiet=quiet)
+    progress = TrainingProgress(quiet=quiet, unit="char" if tokenizer == "char" else "tok")
     result = train_language_model(
         corpus, model_config=model_config, data=data_config, train=train_config, run_dir=run_dir, resume=resume,
         device=device, precision=precision, overwrite=overwrite, on_event=progress,

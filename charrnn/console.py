@@ -112,8 +112,10 @@ def print_checkpoint_info(path: str, payload: dict, parameters: int) -> None:
     for key, value in payload.get("model_config", {}).items():
         table.add_row(f"model.{key}", str(value))
     table.add_row("parameters", f"{parameters:,}")
-    vocab = payload.get("vocab", {})
-    table.add_row("vocabulary", f"{vocab.get('kind')}")
+    for field in ("vocab", "source_vocab", "target_vocab"):
+        if field in payload:
+            label = "vocabulary" if field == "vocab" else field.replace("_vocab", " vocabulary")
+            table.add_row(label, str(payload[field].get("kind")))
     if payload.get("corpus"):
         table.add_row("corpus", str(payload["corpus"]))
     state = payload.get("train_state") or {}

@@ -123,6 +123,21 @@ def find_corpus_file(name_or_file: str, *, extra: Path | None = None,
     return None
 
 
+def data_notes(path: Path) -> dict[str, str]:
+    """The licence and attribution of a known corpus file (matched by name), to store in the
+    checkpoints of models trained on it: some licences (CC-BY) require the attribution to travel
+    with anything derived from the data. Empty for files the manifest does not know."""
+    try:
+        entries = load_manifest()
+    except CharrnnError:
+        return {}
+    for entry in entries:
+        if Path(path).name in entry.files:
+            return {"data": f"{entry.name}: {entry.description}", "data licence": entry.licence,
+                    "attribution": entry.attribution}
+    return {}
+
+
 def locate_data_file(argument: str, what: str = "corpus") -> Path:
     """The file a command-line argument names: a path, or else a bare name (tinyshakespeare.txt)
     found in the corpus folders. Raises a one-line CharrnnError when it is neither."""

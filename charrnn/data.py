@@ -1,5 +1,5 @@
-"""Reading corpora (files or stdin), checking them, encoding them once into a memory-mapped token
-file, the train/validation split, and the parallel streams that stateful truncated BPTT reads."""
+"""Reading corpora (files or stdin), checking them, encoding them once into a token file read in
+slices, the train/validation split, and the parallel streams that stateful truncated BPTT reads."""
 
 from __future__ import annotations
 
@@ -95,14 +95,43 @@ def iter_text_chunks(path: Path, encoding: str = "utf-8", *, label: str | None =
 
 @dataclass
 class TokenFile:
-    """A corpus encoded as a flat array of token ids on disk, opened as a read-only memmap."""
+    """A corpus encoded as a flat array of token ids on disk (raw, in the smallest integer type
+    that holds the vocabulary)."""
 
     path: Path
     dtype: str
     length: int
 
-    def open(self) -> np.memmap:
-        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.length,))
+    def open(self) -> TokenReader:
+        return TokenReader(self.path, self.dtype, self.length)
+
+
+class TokenReader:
+    """Slices of a token file, read with positioned reads (os.pread) instead of a memory map.
+
+    The file is a raw array (np.memmap(path, dtype) opens it too), but training reads
+    batch_size streams scattered through it, and mapping it made resident memory grow with the
+    corpus: on current Linux kernels a page fault maps the whole large folio of page cache around
+    it (measured: 2 MB per stream touched, +130 MB for a 200 MB corpus at 64 streams, however the
+    map is advised). Reads copy just the bytes asked for; the kernel's page cache still serves
+    repeated reads.
+    """
+
+    def __init__(self, path: Path, dtype: str, length: int):
+        self.dtype = np.dtype(dtype)
+        self.length = length
+        self._file = open(path, "rb")  # noqa: SIM115 - lives as long as the reader
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        start, stop, step = index.indices(self.length)
+        if step != 1:
+            raise IndexError("token files are read in contiguous slices")
+        count = max(0, stop - start)
+        data = os.pread(self._file.fileno(), count * self.dtype.itemsize, start * self.dtype.itemsize)
+        return np.frombuffer(data, dtype=self.dtype)
 
 
 def smallest_dtype(vocab_size: int) -> str:

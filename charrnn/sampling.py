@@ -30,7 +30,7 @@ def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
     """Pick one token per row of logits (B, V) -> (B,)."""
     if config.temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / config.temperature
+    logits = (logits if logits.dtype == torch.float32 else logits.float()) / config.temperature
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -45,10 +45,11 @@ def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
     # costs half of torch.multinomial at batch 1, and a zero-probability token (cut by top-k or
     # top-p) is never chosen because its interval is empty. The generator lives on the CPU so
     # that the same seed gives the same text on every device.
-    cdf = probs.cpu().cumsum(dim=-1)  # (B, V)
+    on_cpu = probs.device.type == "cpu"  # skip no-op moves: each costs a dispatch per token
+    cdf = (probs if on_cpu else probs.cpu()).cumsum(dim=-1)  # (B, V)
     u = torch.rand(cdf.shape[0], 1, generator=generator) * cdf[:, -1:]
-    choice = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
-    return choice.squeeze(-1).to(logits.device)
+    choice = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)[:, 0]
+    return choice if on_cpu else choice.to(logits.device)
 
 
 STEPS_PER_CONTEXT = 8  # tokens made per entry into inference mode (see generate)

@@ -220,3 +220,26 @@ def test_bundled_checkpoint_is_the_default(tmp_path):
     assert proc.stdout.decode().startswith("ROMEO:") and len(proc.stdout.decode()) == len("ROMEO:") + 201
     info = run("info", str(bundled_checkpoint()), cwd=tmp_path)
     assert b"tinyshakespeare" in info.stdout
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "c.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 400)
+    env = {**os.environ, "CHARRNN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-m", "charrnn", "train", "c.txt", "--max-steps", "100000", "-b", "4",
+                              "--seq-len", "16", "--hidden-size", "16", "--run-dir", "run", "-q"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "run" / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"step"') < 5):
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    from charrnn.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["resumable"] and payload["train_state"]["step"] >= 5

@@ -54,3 +54,18 @@ def test_top_k_and_top_p_restrict_the_choice():
 def test_invalid_sampling_values(kwargs):
     with pytest.raises(UsageError):
         SamplingConfig(**kwargs)
+
+
+def test_the_prime_is_read_as_the_start_of_a_line():
+    from charrnn.tasks.language import line_start_context, sample_text
+    from charrnn.vocab import Vocab
+
+    vocab = Vocab.build_char("ab\n")
+    assert line_start_context("ab", vocab) == "\nab"
+    assert line_start_context("\nab", vocab) == "\nab"
+    assert line_start_context("ab", Vocab.build_char("ab")) == "ab"  # no newline in the vocabulary
+    torch.manual_seed(0)
+    model = LanguageModel(LanguageModelConfig(vocab_size=vocab.size, hidden_size=8, num_layers=1)).eval()
+    text = "".join(sample_text(model, vocab, prime="ab", length=30, seed=4))
+    ids = list(generate(model, vocab.encode("\nab"), 30, SamplingConfig(), _gen(4)))
+    assert text == vocab.decode(ids)

@@ -178,3 +178,12 @@ def test_gpu_checkpoint_loads_on_cpu(tiny_corpus, tmp_path):
     resumed = train_language_model(str(tiny_corpus), resume=str(tmp_path / "gpu"), train=TrainConfig(max_steps=15),
                                    device="cpu", precision="fp32")
     assert resumed.state.step == 15
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_checkpoint({"task": "t"}, tmp_path / "ckpt.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ckpt.pt").stat().st_mode & 0o777 == 0o644

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
+from ..corpora import data_notes
 from ..decoding import beam_search, greedy_search
 from ..devices import resolve_device, resolve_precision
 from ..errors import CharrnnError, UsageError
@@ -166,6 +167,7 @@ class TranslationTask:
             "split_seed": self.data.split_seed,
             "corpus": self.corpus_name,
             "corpus_path": self.corpus_path,
+            "notes": data_notes(Path(self.corpus_path)) if self.corpus_path else {},
         }
 
 
