@@ -90,3 +90,16 @@ def inference_only(payload: dict, *, half: bool = False) -> dict:
     keep["model_state"] = weights
     keep["resumable"] = False
     return keep
+
+
+def restore_for_inference(model: torch.nn.Module, payload: dict, device: torch.device) -> torch.nn.Module:
+    """Load a checkpoint's weights into a freshly built model (fp16-stored weights back to
+    fp32), move it to the device in eval mode, and re-pack every recurrent layer's weights for
+    cuDNN (without it cuDNN warns and copies the weights on every call)."""
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in payload["model_state"].items()}
+    model.load_state_dict(weights)
+    model.to(device).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.RNNBase):
+            module.flatten_parameters()
+    return model

@@ -63,7 +63,7 @@ def translate_text(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ):
     """Translate sentences given as arguments, or stdin lines (one output line per input line)."""
-    from .tasks.translate import attention_weights, load_translator, plot_attention, token_strings, translate
+    from .tasks.translate import UNK, attention_weights, load_translator, plot_attention, token_strings, translate
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
@@ -84,7 +84,7 @@ def translate_text(
             weights = attention_weights(model, source_vocab, results[0])
             if weights is None:
                 raise UsageError("this model has no attention to plot")
-            source_ids = source_vocab.encode(results[0].source.strip(), unknown_id=1)
+            source_ids = source_vocab.encode(results[0].source.strip(), unknown_id=UNK)
             plot_attention(weights, token_strings(source_vocab, source_ids),
                            token_strings(target_vocab, results[0].tokens) + ["</s>"], plot)
             plotted = True

@@ -37,6 +37,7 @@ class Vocab:
         self.specials = tuple(specials)
         self.offset = len(self.specials)
         self._char_table: dict[str, int] | None = None
+        self._table_cache: np.ndarray | None = None  # code point -> id, built on first bulk encode
         if kind == "char":
             self._char_table = {ch: i + self.offset for ch, i in tokenizer.get_vocab().items()}
 
@@ -139,7 +140,7 @@ class Vocab:
         return self._code_point_table()[code_points]
 
     def _code_point_table(self) -> np.ndarray:
-        table = getattr(self, "_table_cache", None)
+        table = self._table_cache
         if table is None:
             highest = max(ord(ch) for ch in self._char_table)
             table = np.full(highest + 1, -1, dtype=np.int64)

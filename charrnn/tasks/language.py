@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..cells import State
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes
 from ..data import (
     StreamBatches,
@@ -228,11 +228,7 @@ def train_language_model(
 def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, dict]:
     """Rebuild the model and vocabulary from a checkpoint, ready for inference on the device."""
     payload = load_checkpoint(checkpoint, task=TASK)
-    model = LanguageModel(LanguageModelConfig(**payload["model_config"]))
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in payload["model_state"].items()}
-    model.load_state_dict(weights)
-    model.to(resolve_device(device)).eval()
-    model.recurrent.flatten_parameters()
+    model = restore_for_inference(LanguageModel(LanguageModelConfig(**payload["model_config"])), payload, resolve_device(device))
     return model, Vocab.from_dict(payload["vocab"]), payload
 
 

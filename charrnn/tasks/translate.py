@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes
 from ..decoding import beam_search, greedy_search
 from ..devices import resolve_device, resolve_precision
@@ -241,11 +241,7 @@ def train_translator(
 
 def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Translator, Vocab, Vocab, dict]:
     payload = load_checkpoint(checkpoint, task=TASK)
-    model = Translator(TranslatorConfig(**payload["model_config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["model_state"].items()})
-    model.to(resolve_device(device)).eval()
-    model.encoder.flatten_parameters()
-    model.decoder.flatten_parameters()
+    model = restore_for_inference(Translator(TranslatorConfig(**payload["model_config"])), payload, resolve_device(device))
     return model, Vocab.from_dict(payload["source_vocab"]), Vocab.from_dict(payload["target_vocab"]), payload
 
 
