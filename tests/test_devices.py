@@ -39,3 +39,11 @@ def test_autocast_runs_matmuls_in_the_chosen_dtype():
         assert (a @ a).dtype == torch.bfloat16
     with autocast(torch.device("cpu"), None):
         assert (a @ a).dtype == torch.float32
+
+
+@pytest.mark.parametrize("amx,avx512_bf16,expected", [(True, True, torch.bfloat16), (False, True, None), (False, False, None)])
+def test_auto_precision_uses_bf16_on_the_cpu_only_with_amx(monkeypatch, amx, avx512_bf16, expected):
+    # AVX512-BF16 without AMX runs bf16 training slower than fp32 (measured), so it must not count.
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
