@@ -1,6 +1,7 @@
 """Translation quality and speed of trained translator checkpoints on their held-out test pairs:
-BLEU and chrF (sacrebleu), greedy and beam search, and sentences per second with batch decoding.
-Give the attention model and the equal-budget model without attention to see what attention buys.
+BLEU and chrF (sacrebleu), greedy and beam search, and sentences per second with batch decoding,
+beside the same greedy search run one sentence at a time. Give the attention model and the
+equal-budget model without attention to see what attention buys.
 
     charrnn translate train spa-eng.tsv.gz --time-budget 3600 --run-dir runs/attention
     charrnn translate train spa-eng.tsv.gz --time-budget 3600 --attention none --run-dir runs/plain
@@ -9,9 +10,19 @@ Give the attention model and the equal-budget model without attention to see wha
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from common import log, make_parser, print_table, set_threads
+
+UNBATCHED_SENTENCES = 200  # the one-at-a-time baseline is slow; its rate needs no more
+
+
+def describe(payload: dict) -> str:
+    cfg = payload["model_config"]
+    tokens = payload["data_config"]["tokenizer"]
+    return (f"{cfg['cell'].upper()} {cfg['encoder_layers']}+{cfg['decoder_layers']}x{cfg['hidden_size']}, {tokens}, "
+            f"attention {cfg['attention']}")
 
 
 def main() -> None:
@@ -21,22 +32,28 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N test pairs [default: all; 200 with --quick]")
     args = parser.parse_args()
     set_threads(args.threads)
-    from charrnn.tasks.translate import evaluate_translations, held_out_test, load_translator
+    from charrnn.tasks.translate import evaluate_translations, held_out_pairs, load_translator, translate
 
     limit = args.limit or (200 if args.quick else None)
-    rows = []
+    quality, speed = [], []
     for path in args.checkpoints:
         model, source_vocab, target_vocab, payload = load_translator(path, device="cpu")
-        pairs = held_out_test(payload)[:limit]
-        cfg = payload["model_config"]
+        pairs = held_out_pairs(payload)[:limit]
+        name = describe(payload)
         trained = payload.get("train_state", {}).get("elapsed", 0.0)
-        name = f"{cfg['cell'].upper()} {cfg['encoder_layers']}+{cfg['decoder_layers']}x{cfg['hidden_size']}, attention {cfg['attention']}"
         log(f"{path}: {name}, {len(pairs)} test pairs")
         for result in evaluate_translations(model, source_vocab, target_vocab, pairs, beams=(1, args.beam)):
-            rows.append([name, f"{trained / 60:.0f} min", result.decoding, f"{result.bleu:.1f}", f"{result.chrf:.1f}",
-                         f"{result.sentences_per_second:,.0f}"])
-    print_table(["model", "trained", "decoding", "BLEU", "chrF", "sentences/s"], rows,
-                title="Translation on the held-out test pairs (sources never seen in training)")
+            quality.append([name, f"{trained / 60:.0f} min", result.decoding, f"{result.bleu:.1f}", f"{result.chrf:.1f}"])
+            speed.append([name, result.decoding, "64", f"{len(pairs):,}", f"{result.sentences_per_second:,.0f}"])
+        sources = [s for s, _ in pairs[:UNBATCHED_SENTENCES]]
+        start = time.perf_counter()
+        translate(model, source_vocab, target_vocab, sources, beam=1, batch_size=1)
+        rate = len(sources) / (time.perf_counter() - start)
+        speed.append([name, "greedy", "1 (one at a time)", f"{len(sources):,}", f"{rate:,.0f}"])
+    print_table(["model", "trained", "decoding", "BLEU", "chrF"], quality,
+                title="Translation quality on the held-out test pairs (sources never seen in training; one reference each)")
+    print_table(["model", "decoding", "batch", "sentences", "sentences/s"], speed,
+                title=f"Translation speed on the test sources (CPU, {args.threads} threads)")
 
 
 if __name__ == "__main__":

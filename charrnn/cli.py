@@ -11,10 +11,12 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
+from .cli_support import CONTEXT, checkpoint_or_bundled
+from .cli_classify import classify_app
 from .cli_translate import translate_app
 from .errors import CharrnnError, UsageError
 
-CONTEXT = {"help_option_names": ["-h", "--help"]}
+BUNDLED_LANGUAGE_MODEL = "shakespeare.pt"
 
 app = typer.Typer(
     name="charrnn",
@@ -28,6 +30,7 @@ app = typer.Typer(
 corpus_app = typer.Typer(help="List and download the public corpora charrnn knows.", context_settings=CONTEXT, no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(translate_app, name="translate")
+app.add_typer(classify_app, name="classify")
 
 
 def _version(value: bool):
@@ -50,16 +53,16 @@ def _root(
 def train(
     corpus: Annotated[Optional[str], typer.Argument(help="Text file to train on, or - for stdin (with --resume: the run's own corpus when left out).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder (uses last.pt) or a checkpoint.", rich_help_panel="Run")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go [default: checkpoints/<corpus name>/].", rich_help_panel="Run")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go \\[default: checkpoints/<corpus name>/].", rich_help_panel="Run")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in the run folder instead of refusing.", rich_help_panel="Run")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimiser steps.", rich_help_panel="Stopping")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the training split [default: 10 when no other stop is given].", rich_help_panel="Stopping")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the training split \\[default: 10 when no other stop is given].", rich_help_panel="Stopping")] = None,
     time_budget: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training; the schedule fits itself to the budget.", rich_help_panel="Stopping")] = None,
     patience: Annotated[int, typer.Option(help="Stop after this many evaluations without improvement (0: never).", rich_help_panel="Stopping")] = 10,
     cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru or rnn.", rich_help_panel="Model")] = "lstm",
     hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.", rich_help_panel="Model")] = 256,
     num_layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel="Model")] = 2,
-    embedding_size: Annotated[Optional[int], typer.Option(help="Token embedding width [default: hidden size].", rich_help_panel="Model")] = None,
+    embedding_size: Annotated[Optional[int], typer.Option(help="Token embedding width \\[default: hidden size].", rich_help_panel="Model")] = None,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head.", rich_help_panel="Model")] = 0.0,
     tokenizer: Annotated[str, typer.Option(help="char (Unicode code points) or bpe (byte-level BPE).", rich_help_panel="Data")] = "char",
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size (with --tokenizer bpe).", rich_help_panel="Data")] = 2000,
@@ -121,14 +124,9 @@ def _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout)
 # -- sample ------------------------------------------------------------------------------------
 
 
-def bundled_checkpoint() -> Path:
-    """The Shakespeare model shipped in the repository's checkpoints/ folder."""
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "shakespeare.pt"
-
-
 @app.command(context_settings=CONTEXT)
 def sample(
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint to sample from [default: the bundled Shakespeare model].")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint to sample from \\[default: the bundled Shakespeare model].")] = None,
     temp: Annotated[float, typer.Option("--temp", "-t", help="Temperature; 0 is greedy.")] = 0.8,
     top_k: Annotated[Optional[int], typer.Option(help="Sample only from the K most likely tokens.")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="Sample only from the smallest set of tokens whose probability reaches P.")] = None,
@@ -153,7 +151,7 @@ def sample(
     from .tasks.language import load_language_model, sample_text
 
     sampling = SamplingConfig(temperature=temp, top_k=top_k, top_p=top_p)
-    model, vocab, _ = load_language_model(checkpoint or _default_checkpoint(), device=device)
+    model, vocab, _ = load_language_model(checkpoint_or_bundled(checkpoint, BUNDLED_LANGUAGE_MODEL), device=device)
     out = sys.stdout
     for i in range(num_samples):
         if i > 0:
@@ -167,13 +165,6 @@ def sample(
             out.flush()
     out.write("\n")
     out.flush()
-
-
-def _default_checkpoint() -> Path:
-    path = bundled_checkpoint()
-    if not path.exists():
-        raise CharrnnError(f"the bundled checkpoint {path} is missing; pass -c CHECKPOINT")
-    return path
 
 
 # -- info and export ---------------------------------------------------------------------------

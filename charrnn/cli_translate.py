@@ -9,24 +9,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
 
-from .errors import CharrnnError, UsageError
+from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, input_lines
+from .errors import UsageError
 
-CONTEXT = {"help_option_names": ["-h", "--help"]}
-DEFAULT_COMMAND = "text"
-STDIN_CHUNK = 256  # stdin lines translated per batch: output flows while input is still coming
-
-
-class DefaultCommandGroup(TyperGroup):
-    """A group whose first argument, when it is not a subcommand, starts the default command:
-    `charrnn translate "It is late."` translates, `charrnn translate train PAIRS` trains."""
-
-    def parse_args(self, ctx, args):
-        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
-            args = [DEFAULT_COMMAND, *args]
-        return super().parse_args(ctx, args)
-
+BUNDLED = "spa-eng.pt"
 
 translate_app = typer.Typer(
     cls=DefaultCommandGroup,
@@ -37,25 +24,12 @@ translate_app = typer.Typer(
 )
 
 
-def bundled_translator() -> Path:
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "spa-eng.pt"
-
-
-def _checkpoint_or_bundled(checkpoint: Path | None) -> Path:
-    if checkpoint is not None:
-        return checkpoint
-    path = bundled_translator()
-    if not path.exists():
-        raise CharrnnError(f"the bundled translator {path} is missing; pass -c CHECKPOINT")
-    return path
-
-
 @translate_app.command(DEFAULT_COMMAND, context_settings=CONTEXT)
 def translate_text(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate [default: lines from stdin].")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint [default: the bundled English-Spanish model].")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate \\[default: lines from stdin].")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint \\[default: the bundled English-Spanish model].")] = None,
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
-    max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens [default: twice the input plus 10].")] = None,
+    max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens \\[default: twice the input plus 10].")] = None,
     length_penalty: Annotated[float, typer.Option(help="Beam search: rank by score / length ** this.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: source, translation, score.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Save the attention weights of the translation as a PNG heat map (one sentence).")] = None,
@@ -63,17 +37,13 @@ def translate_text(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ):
     """Translate sentences given as arguments, or stdin lines (one output line per input line)."""
-    from .tasks.translate import UNK, attention_weights, load_translator, plot_attention, token_strings, translate
+    from .plots import plot_attention
+    from .tasks.translate import UNK, attention_weights, load_translator, token_strings, translate
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
-    if texts:
-        chunks = iter([list(texts)])
-    elif sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("give sentences to translate, or pipe lines into charrnn translate")
-    else:
-        chunks = _stdin_chunks()
-    model, source_vocab, target_vocab, _ = load_translator(_checkpoint_or_bundled(checkpoint), device=device)
+    chunks = input_lines(texts, "sentences to translate")
+    model, source_vocab, target_vocab, _ = load_translator(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
     plotted = False
     for lines in chunks:
         results = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=max_len,
@@ -98,25 +68,14 @@ def translate_text(
         sys.stdout.flush()
 
 
-def _stdin_chunks():
-    chunk = []
-    for line in sys.stdin:
-        chunk.append(line.rstrip("\n"))
-        if len(chunk) == STDIN_CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 @translate_app.command("train", context_settings=CONTEXT)
 def translate_train(
     pairs: Annotated[Optional[str], typer.Argument(help="source<TAB>target lines, plain or gzip (with --resume: the run's own when left out).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder or a checkpoint.", rich_help_panel="Run")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go [default: checkpoints/<pairs name>/].", rich_help_panel="Run")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go \\[default: checkpoints/<pairs name>/].", rich_help_panel="Run")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in the run folder.", rich_help_panel="Run")] = False,
     max_steps: Annotated[Optional[int], typer.Option(rich_help_panel="Stopping", help="Stop after this many steps.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many epochs [default: 10 when no other stop is given].")] = None,
+    epochs: Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many epochs \\[default: 10 when no other stop is given].")] = None,
     time_budget: Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many seconds of training.")] = None,
     patience: Annotated[int, typer.Option(rich_help_panel="Stopping", help="Evaluations without improvement before stopping (0: never).")] = 10,
     reverse: Annotated[bool, typer.Option("--reverse", rich_help_panel="Data", help="Swap the direction (target to source).")] = False,
@@ -134,6 +93,8 @@ def translate_train(
     encoder_layers: Annotated[int, typer.Option(rich_help_panel="Model", help="Encoder layers.")] = 2,
     decoder_layers: Annotated[int, typer.Option(rich_help_panel="Model", help="Decoder layers.")] = 2,
     dropout: Annotated[float, typer.Option(rich_help_panel="Model", help="Dropout.")] = 0.2,
+    tie_embeddings: Annotated[bool, typer.Option("--tie-embeddings/--no-tie-embeddings", rich_help_panel="Model", help="The output layer shares the target embedding matrix (needs --embedding-size equal to --hidden-size).")] = False,
+    label_smoothing: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Label smoothing of the training loss.")] = 0.1,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel="Optimisation", help="Sentence pairs per batch.")] = 64,
     lr: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Peak learning rate.")] = 2e-3,
     warmup_steps: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Warm-up steps.")] = 200,
@@ -158,6 +119,10 @@ def translate_train(
         raise UsageError(f"--hidden-size must be an even number, not {hidden_size}")
     if not 0.0 <= dropout < 1.0:
         raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise UsageError(f"--label-smoothing must be in [0, 1), not {label_smoothing}")
+    if tie_embeddings and embedding_size != hidden_size:
+        raise UsageError(f"--tie-embeddings needs --embedding-size equal to --hidden-size ({embedding_size} != {hidden_size})")
     if max_steps is None and epochs is None and time_budget is None and resume is None:
         epochs = 10.0
     train = TrainConfig(learning_rate=lr, warmup_steps=warmup_steps, max_steps=max_steps, epochs=epochs,
@@ -165,7 +130,8 @@ def translate_train(
     data = TranslationDataConfig(tokenizer=tokenizer, vocab_size=vocab_size, shared_vocab=shared_vocab, batch_size=batch_size,
                                  max_tokens=max_tokens, test_size=test_size, dev_size=dev_size, reverse=reverse, skip_bad=skip_bad)
     model_config = dict(cell=cell, attention=attention, embedding_size=embedding_size, hidden_size=hidden_size,
-                        encoder_layers=encoder_layers, decoder_layers=decoder_layers, dropout=dropout)
+                        encoder_layers=encoder_layers, decoder_layers=decoder_layers, dropout=dropout,
+                        tie_embeddings=tie_embeddings, label_smoothing=label_smoothing)
     progress = TrainingProgress(quiet=quiet, unit="tok")
     result = train_translator(pairs, model_config=model_config, data=data, train=train, run_dir=run_dir, resume=resume,
                               device=device, precision=precision, overwrite=overwrite, on_event=progress)
@@ -177,8 +143,9 @@ def translate_train(
 
 @translate_app.command("eval", context_settings=CONTEXT)
 def translate_eval(
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint [default: the bundled model].")] = None,
-    data: Annotated[Optional[str], typer.Option(help="The pair file the model was trained on [default: the path in the checkpoint].")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint \\[default: the bundled model].")] = None,
+    data: Annotated[Optional[str], typer.Option(help="The pair file the model was trained on \\[default: the path in the checkpoint].")] = None,
+    split: Annotated[str, typer.Option(help="test (held out, for reporting) or dev (for choosing settings).")] = "test",
     beam: Annotated[int, typer.Option(help="Beam size to report beside greedy decoding.")] = 5,
     examples: Annotated[int, typer.Option(help="Example translations to show.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
@@ -188,15 +155,15 @@ def translate_eval(
     from rich.console import Console
     from rich.table import Table
 
-    from .tasks.translate import evaluate_translations, held_out_test, load_translator
+    from .tasks.translate import evaluate_translations, held_out_pairs, load_translator
 
     if beam < 1:
         raise UsageError(f"--beam must be at least 1, not {beam}")
-    model, source_vocab, target_vocab, payload = load_translator(_checkpoint_or_bundled(checkpoint), device=device)
-    pairs = held_out_test(payload, data)
+    model, source_vocab, target_vocab, payload = load_translator(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
+    pairs = held_out_pairs(payload, data, split)
     results = evaluate_translations(model, source_vocab, target_vocab, pairs, beams=sorted({1, beam}), batch_size=batch_size)
     console = Console(highlight=False)
-    table = Table(title=f"{len(pairs):,} held-out test pairs (sources never seen in training)")
+    table = Table(title=f"{len(pairs):,} held-out {split} pairs (sources never seen in training)")
     for column in ("decoding", "BLEU", "chrF", "sentences/s"):
         table.add_column(column, justify="left" if column == "decoding" else "right")
     for r in results:

@@ -26,6 +26,7 @@ class TrainingProgress:
         self.loss = None
 
     def __call__(self, event: dict) -> None:
+        print_warnings(event)  # even when quiet: a warning is not progress
         if self.quiet:
             return
         kind = event["event"]
@@ -65,6 +66,12 @@ class TrainingProgress:
         parts.append(f"val {self.last_val[0]} {self.last_val[1]:.3f}" if self.last_val is not None else "val -")
         parts.append(f"{self.rate:,.0f} {self.unit}/s")
         self.bar.set_postfix_str(", ".join(parts), refresh=False)
+
+
+def print_warnings(event: dict) -> None:
+    """Show a task's warning event (such as strongly imbalanced classes) as one line on stderr."""
+    if event["event"] == "warning":
+        stderr_console.print(f"charrnn: warning: {event['message']}", markup=False)
 
 
 STOP_REASONS = {
@@ -130,6 +137,18 @@ def print_checkpoint_info(path: str, payload: dict, parameters: int) -> None:
     for key, value in (payload.get("notes") or {}).items():
         table.add_row(key, str(value))
     Console(highlight=False).print(table)
+
+
+def print_confusion_matrix(confusion: list[list[int]], label_names: list[str], *, title: str) -> None:
+    """The confusion matrix as a table on stderr: rows are the true labels, columns the predicted."""
+    stderr_console.print(title, soft_wrap=True, markup=False)  # a title inside the table would wrap at its width
+    table = Table()
+    table.add_column("true \\ predicted", style="bold")
+    for name in label_names:
+        table.add_column(name, justify="right")
+    for name, row in zip(label_names, confusion):
+        table.add_row(name, *(f"{count:,}" for count in row))
+    stderr_console.print(table)
 
 
 def format_bytes(n: float) -> str:

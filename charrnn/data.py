@@ -1,5 +1,6 @@
 """Reading corpora (files or stdin), checking them, encoding them once into a token file read in
-slices, the train/validation split, and the parallel streams that stateful truncated BPTT reads."""
+slices, the train/validation split, the parallel streams that stateful truncated BPTT reads, and
+the padded, length-bucketed batches of whole sequences that the translator and classifier read."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import codecs
 import hashlib
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,3 +277,68 @@ def validation_windows(tokens: np.ndarray, start: int, end: int, num_streams: in
     tail_start = start + num_streams * stream_len
     for position in range(tail_start, end - 1, seq_len):
         yield window([position], min(seq_len, end - 1 - position))
+
+
+# -- batches of whole sequences (pairs, labelled texts) -----------------------------------------
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, longest) ids padded with pad_id, on device, and (B,) lengths (on the CPU, where
+    packing wants them)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    padded = torch.full((len(sequences), max(1, int(lengths.max()))), pad_id, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        padded[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return padded.to(device), lengths
+
+
+class BucketedBatches:
+    """Batches of examples of similar length (little padding, so little wasted work), in a new
+    seeded order every epoch. The position is just (epoch, index), so saving it in a checkpoint
+    resumes the data exactly. The last examples of an epoch that do not fill a batch wait for the
+    next epoch's shuffle."""
+
+    WINDOW_BATCHES = 50  # examples are sorted by length within windows of this many batches
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int):
+        if len(lengths) < batch_size:
+            raise CharrnnError(f"only {len(lengths)} training examples, fewer than one batch of {batch_size}; "
+                               "use more data or a smaller --batch-size")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.batches_per_epoch = len(self.lengths) // batch_size
+        self.epoch = 0
+        self.index = 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 100003 + epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        B = self.batch_size
+        batches = []
+        # Sorting only within windows keeps the epoch's order random while batches pad little.
+        window = self.WINDOW_BATCHES * B
+        for start in range(0, len(order) - B + 1, window):
+            chunk = sorted(order[start : start + window], key=self.lengths.__getitem__)
+            batches.extend(chunk[k : k + B] for k in range(0, len(chunk) - B + 1, B))
+        rng.shuffle(batches)
+        return batches
+
+    def next(self) -> list[int]:
+        """The indices of the next batch's examples."""
+        if self.index >= len(self._order):
+            self.epoch += 1
+            self.index = 0
+            self._order = self._epoch_order(self.epoch)
+        batch = self._order[self.index]
+        self.index += 1
+        return batch
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._order = self._epoch_order(self.epoch)

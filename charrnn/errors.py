@@ -20,3 +20,15 @@ class UsageError(CharrnnError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+SHOWN_BAD_LINES = 5  # line numbers listed in a malformed-input error; the rest are counted
+
+
+def malformed_lines_error(what: str, numbers: list[int], need: str) -> CharrnnError:
+    """The one-line error for a file with malformed lines: how many, the first line numbers,
+    what a line needs, and the --skip-bad way out."""
+    shown = ", ".join(str(n) for n in numbers[:SHOWN_BAD_LINES])
+    more = f" and {len(numbers) - SHOWN_BAD_LINES} more" if len(numbers) > SHOWN_BAD_LINES else ""
+    return CharrnnError(f"{what} has {len(numbers)} malformed line(s) (need {need}): line {shown}{more}; "
+                        "fix them or pass --skip-bad to skip them")

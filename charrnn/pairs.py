@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CharrnnError
+from .errors import CharrnnError, malformed_lines_error
 
 GZIP_MAGIC = b"\x1f\x8b"
-SHOWN_BAD_LINES = 5  # line numbers listed in an error; the rest are counted
 
 
 @dataclass
@@ -62,12 +61,7 @@ def read_pairs(path: str | Path, *, reverse: bool = False, skip_bad: bool = Fals
     except (OSError, EOFError) as exc:
         raise CharrnnError(f"cannot read pair file {path}: {exc}") from None
     if bad and not skip_bad:
-        shown = ", ".join(str(n) for n in bad[:SHOWN_BAD_LINES])
-        more = f" and {len(bad) - SHOWN_BAD_LINES} more" if len(bad) > SHOWN_BAD_LINES else ""
-        raise CharrnnError(
-            f"pair file {path} has {len(bad)} malformed line(s) (need source<TAB>target, both non-empty): "
-            f"line {shown}{more}; fix them or pass --skip-bad to skip them"
-        )
+        raise malformed_lines_error(f"pair file {path}", bad, "source<TAB>target, both non-empty")
     if not pairs:
         raise CharrnnError(f"pair file {path} has no sentence pairs")
     return PairFile(pairs, bad)

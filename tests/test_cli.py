@@ -211,14 +211,15 @@ def test_bpe_tokenizer_end_to_end(tmp_path):
 
 
 def test_bundled_checkpoint_is_the_default(tmp_path):
-    from charrnn.cli import bundled_checkpoint
+    from charrnn.cli import BUNDLED_LANGUAGE_MODEL
+    from charrnn.cli_support import bundled_checkpoint
 
-    if not bundled_checkpoint().exists():
+    if not bundled_checkpoint(BUNDLED_LANGUAGE_MODEL).exists():
         pytest.skip("no bundled checkpoint in this checkout")
     proc = run("sample", "-n", "200", "--seed", "1", "--prime", "ROMEO:", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().startswith("ROMEO:") and len(proc.stdout.decode()) == len("ROMEO:") + 201
-    info = run("info", str(bundled_checkpoint()), cwd=tmp_path)
+    info = run("info", str(bundled_checkpoint(BUNDLED_LANGUAGE_MODEL)), cwd=tmp_path)
     assert b"tinyshakespeare" in info.stdout
 
 
@@ -233,7 +234,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     log = tmp_path / "run" / "log.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"step"') < 5):
+    # Wait for five step events ('"step"' alone also matches the start event and every step's own "step" key).
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count('"event": "step"') < 5):
         time.sleep(0.2)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)

@@ -1,13 +1,16 @@
-"""Corpus checks, the token file, the split and the truncated-BPTT streams."""
+"""Corpus checks, the token file, the split, the truncated-BPTT streams and the batches of whole
+sequences."""
 
 import numpy as np
 import pytest
 
 from charrnn.data import (
+    BucketedBatches,
     StreamBatches,
     build_vocab,
     encode_to_token_file,
     iter_text_chunks,
+    pad_batch,
     smallest_dtype,
     split_point,
     validation_windows,
@@ -99,3 +102,31 @@ def test_validation_covers_every_target_once():
     tokens = np.arange(1000)
     targets = np.concatenate([y.reshape(-1).numpy() for _, y in validation_windows(tokens, 900, 1000, 4, 7)])
     assert sorted(targets.tolist()) == list(range(901, 1000))
+
+
+def test_bucketed_batches_cover_an_epoch_with_little_padding_and_resume_exactly():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 60) for _ in range(1000)]
+    batches = BucketedBatches(lengths, 10, seed=3)
+    assert batches.batches_per_epoch == 100
+    epoch = [batches.next() for _ in range(100)]
+    flat = [i for batch in epoch for i in batch]
+    assert len(flat) == len(set(flat)) == 1000  # every example once
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch) / 100
+    assert spread < 5  # sorted within windows: a batch pads little (random batches: about 45)
+    state = batches.state()
+    after = [batches.next() for _ in range(30)]  # into the next epoch, in a new order
+    assert after[:10] != epoch[:10]
+    again = BucketedBatches(lengths, 10, seed=3)
+    again.load_state(state)
+    assert [again.next() for _ in range(30)] == after
+    assert BucketedBatches(lengths, 10, seed=4).next() != BucketedBatches(lengths, 10, seed=3).next()
+    with pytest.raises(CharrnnError, match="fewer than one batch"):
+        BucketedBatches([3, 4], 10, seed=0)
+
+
+def test_pad_batch():
+    padded, lengths = pad_batch([[5, 6, 7], [8]], pad_id=1)
+    assert padded.tolist() == [[5, 6, 7], [8, 1, 1]] and lengths.tolist() == [3, 1]

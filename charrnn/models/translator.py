@@ -26,6 +26,10 @@ class TranslatorConfig:
     decoder_layers: int = 2
     attention: str = "multiplicative"
     dropout: float = 0.2
+    # The output layer reuses the target embedding matrix (Press and Wolf, 2017): fewer
+    # parameters to learn and to update every step. Needs embedding_size == hidden_size.
+    tie_embeddings: bool = False
+    label_smoothing: float = 0.1  # of the training loss only; evaluation scores plain cross-entropy
     pad_id: int = 0  # the same id pads source and target sequences
 
     def __post_init__(self):
@@ -33,6 +37,8 @@ class TranslatorConfig:
             raise ValueError(f"attention must be one of {ATTENTION_TYPES}, not {self.attention!r}")
         if self.hidden_size % 2:
             raise ValueError("hidden_size must be even: the encoder's two directions share it")
+        if self.tie_embeddings and self.embedding_size != self.hidden_size:
+            raise ValueError("tied embeddings need embedding_size equal to hidden_size")
 
 
 @dataclass
@@ -96,6 +102,8 @@ class Translator(nn.Module):
         combined = 2 * H if self.attention is not None else H
         self.combine = nn.Linear(combined, H)  # Luong's attentional hidden state: tanh(W [context; h])
         self.head = nn.Linear(H, config.target_vocab_size)
+        if config.tie_embeddings:
+            self.head.weight = self.target_embedding.weight
         self.dropout = nn.Dropout(config.dropout)
 
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
@@ -137,5 +145,6 @@ class Translator(nn.Module):
         logits, _, _ = self.decode(target_inputs, encoded, encoded.state, self.keys(encoded))
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=self.config.pad_id)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                   ignore_index=self.config.pad_id, label_smoothing=self.config.label_smoothing)
         return logits, loss

@@ -4,7 +4,6 @@ translation decodes batches of lines (greedy or beam) and keeps their order."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,9 +12,10 @@ import torch
 
 from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes
+from ..data import BucketedBatches, pad_batch
 from ..decoding import beam_search, greedy_search
 from ..devices import resolve_device, resolve_precision
-from ..errors import CharrnnError, UsageError
+from ..errors import UsageError
 from ..models.translator import Translator, TranslatorConfig
 from ..pairs import PairSplit, read_pairs, split_pairs
 from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
@@ -73,26 +73,16 @@ def encode_pairs(pairs, source_vocab: Vocab, target_vocab: Vocab, *, max_tokens:
     return encoded
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, longest) padded ids and (B,) lengths."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    padded = torch.full((len(sequences), max(1, int(lengths.max()))), PAD, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        padded[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return padded.to(device), lengths
-
-
 def make_training_batch(pairs, device):
     """Source ids and lengths, target inputs (<s> + target) and targets (target + </s>)."""
-    source, lengths = pad_batch([s for s, _ in pairs], device)
-    target_in, _ = pad_batch([[BOS] + t for _, t in pairs], device)
-    target_out, _ = pad_batch([t + [EOS] for _, t in pairs], device)
+    source, lengths = pad_batch([s for s, _ in pairs], PAD, device)
+    target_in, _ = pad_batch([[BOS] + t for _, t in pairs], PAD, device)
+    target_out, _ = pad_batch([t + [EOS] for _, t in pairs], PAD, device)
     return source, lengths, target_in, target_out
 
 
 class TranslationTask:
-    """Batches of similar-length pairs (little padding), reshuffled each epoch from a seed, so the
-    data position is just (epoch, batch index) and a resumed run reads the same batches."""
+    """Teacher-forced training over batches of pairs of similar source length."""
 
     def __init__(self, model: Translator, source_vocab: Vocab, target_vocab: Vocab, train_pairs, dev_pairs,
                  data: TranslationDataConfig, *, seed: int, corpus_path: str | None, corpus_name: str):
@@ -102,38 +92,13 @@ class TranslationTask:
         self.train_pairs = train_pairs
         self.dev_pairs = dev_pairs
         self.data = data
-        self.seed = seed
         self.corpus_path = corpus_path
         self.corpus_name = corpus_name
-        if len(train_pairs) < data.batch_size:
-            raise CharrnnError(f"only {len(train_pairs)} training pairs, fewer than one batch of {data.batch_size}; use more pairs or a smaller --batch-size")
-        self.steps_per_epoch = len(train_pairs) // data.batch_size
-        self.epoch = 0
-        self.index = 0
-        self._batches = self._epoch_batches(0)
-
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        rng = random.Random(self.seed * 100003 + epoch)
-        order = list(range(len(self.train_pairs)))
-        rng.shuffle(order)
-        B = self.data.batch_size
-        batches = []
-        # Sort within windows of 50 batches by source length: batches of similar lengths pad
-        # little, while the shuffle keeps the epoch's order random.
-        window = 50 * B
-        for start in range(0, len(order) - B + 1, window):
-            chunk = sorted(order[start : start + window], key=lambda i: len(self.train_pairs[i][0]))
-            batches.extend(chunk[k : k + B] for k in range(0, len(chunk) - B + 1, B))
-        rng.shuffle(batches)
-        return batches
+        self.batches = BucketedBatches([len(s) for s, _ in train_pairs], data.batch_size, seed=seed)
+        self.steps_per_epoch = self.batches.batches_per_epoch
 
     def training_loss(self, model, device):
-        if self.index >= len(self._batches):
-            self.epoch += 1
-            self.index = 0
-            self._batches = self._epoch_batches(self.epoch)
-        pairs = [self.train_pairs[i] for i in self._batches[self.index]]
-        self.index += 1
+        pairs = [self.train_pairs[i] for i in self.batches.next()]
         source, lengths, target_in, target_out = make_training_batch(pairs, device)
         _, loss = model(source, lengths, target_in, target_out)
         return loss, int((target_out != PAD).sum())
@@ -151,11 +116,10 @@ class TranslationTask:
         return {"val_loss": val_loss, "val_ppl": float(torch.tensor(min(val_loss, 50.0)).exp())}
 
     def data_state(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
+        return self.batches.state()
 
     def load_data_state(self, state: dict) -> None:
-        self.epoch, self.index = int(state["epoch"]), int(state["index"])
-        self._batches = self._epoch_batches(self.epoch)
+        self.batches.load_state(state)
 
     def checkpoint_fields(self) -> dict:
         return {
@@ -273,7 +237,7 @@ def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines
     encoded.sort(key=lambda item: len(item[1]))
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
-        source, lengths = pad_batch([ids for _, ids in chunk], device)
+        source, lengths = pad_batch([ids for _, ids in chunk], PAD, device)
         limit = max_len or int(lengths.max()) * 2 + 10
         if beam == 1:
             hypotheses = greedy_search(model, source, lengths, bos_id=BOS, eos_id=EOS, max_len=limit)
@@ -292,7 +256,7 @@ def attention_weights(model: Translator, source_vocab: Vocab, translation: Trans
     if model.attention is None:
         return None
     device = next(model.parameters()).device
-    source, lengths = pad_batch([source_vocab.encode(translation.source.strip(), unknown_id=UNK)], device)
+    source, lengths = pad_batch([source_vocab.encode(translation.source.strip(), unknown_id=UNK)], PAD, device)
     encoded = model.encode(source, lengths)
     target_in = torch.tensor([[BOS] + translation.tokens], device=device)
     _, _, weights = model.decode(target_in, encoded, encoded.state, model.keys(encoded))
@@ -311,15 +275,22 @@ class EvalResult:
     outputs: list[Translation]
 
 
-def held_out_test(payload: dict, pairs_path: str | None = None) -> list[tuple[str, str]]:
-    """The test pairs of the run that made a checkpoint: its corpus (or pairs_path) split again
-    with the same settings, which gives the same pairs, none of whose sources were trained on."""
+HELD_OUT_SPLITS = ("test", "dev")
+
+
+def held_out_pairs(payload: dict, pairs_path: str | None = None, split: str = "test") -> list[tuple[str, str]]:
+    """The test (or dev) pairs of the run that made a checkpoint: its corpus (or pairs_path)
+    split again with the same settings, which gives the same pairs, none of whose sources were
+    trained on. The dev pairs chose the checkpoint (early stopping) and the settings; only the
+    test pairs give an unbiased figure."""
+    if split not in HELD_OUT_SPLITS:
+        raise UsageError(f"unknown split {split!r}; choose one of {', '.join(HELD_OUT_SPLITS)}")
     data = TranslationDataConfig(**payload["data_config"])
     path = pairs_path or payload.get("corpus_path")
     if path is None:
         raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
-    split, _, _ = load_split(str(path), data)
-    return split.test
+    pair_split, _, _ = load_split(str(path), data)
+    return pair_split.test if split == "test" else pair_split.dev
 
 
 def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: Vocab, pairs, *,
@@ -346,30 +317,6 @@ def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: 
             outputs=outputs,
         ))
     return results
-
-
-def plot_attention(weights: torch.Tensor, source_tokens: list[str], output_tokens: list[str], path: str | Path) -> None:
-    """Save a heat map of attention weights: output tokens down, source tokens across."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    height, width = weights.shape
-    figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * width + 1.5), max(3.0, 0.35 * height + 1.5)))
-    image = axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
-    axes.set_xticks(range(width), [repr(t)[1:-1] for t in source_tokens], rotation=90)
-    axes.set_yticks(range(height), [repr(t)[1:-1] for t in output_tokens])
-    axes.set_xlabel("source")
-    axes.set_ylabel("output")
-    figure.colorbar(image, ax=axes, fraction=0.04)
-    figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=120)
-    except OSError as exc:
-        raise CharrnnError(f"cannot write the plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(figure)
 
 
 def token_strings(vocab: Vocab, ids: Sequence[int]) -> list[str]:

@@ -1,0 +1,135 @@
+"""Sentiment classification on rt-polarity (Pang and Lee, 2005): 10-fold cross-validated accuracy
+of `charrnn classify` against a TF-IDF unigram+bigram logistic regression on the same folds, the
+training time of a fold, and classification speed (sentences per second) batched and one at a
+time.
+
+    pip install -e ".[bench]"          # scikit-learn, for the bag-of-words baseline
+    python bench/classification.py [--folds 10] [--quick] [-- charrnn classify options]
+
+Options after `--` go to charrnn's classifier as on the command line of `charrnn classify cv`
+(for example `-- --pooling mean --epochs 10`), so settings can be compared on the same folds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import charrnn_command, log, make_parser, print_table, set_threads
+
+
+def rt_polarity_files() -> list[Path]:
+    from charrnn.corpora import find_corpus_file
+
+    files = [find_corpus_file(name) for name in ("rt-polarity.pos", "rt-polarity.neg")]
+    if None in files:
+        sys.exit("error: rt-polarity.pos/.neg not found in the corpus folders; run `charrnn corpus download rt-polarity`")
+    return files
+
+
+def charrnn_cv(files: list[Path], folds: int, options: list[str]) -> dict[str, float]:
+    """`charrnn classify cv` as a user runs it; its stdout is tab-separated results."""
+    cmd = [*charrnn_command(), "classify", "cv", *map(str, files), "--folds", str(folds), "-q", *options]
+    log(f"$ {' '.join(cmd)}")
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    results = {}
+    for line in out.splitlines():
+        name, *values = line.split("\t")
+        results[name] = float(values[0])
+        if len(values) > 1:
+            results[name + "_spread"] = float(values[1].lstrip("± "))
+    return results
+
+
+def bag_of_words_cv(files: list[Path], folds: int) -> dict[str, float]:
+    """TF-IDF of unigrams and bigrams into an L2-regularised logistic regression (C tuned on each
+    training share by an inner 5-fold search), scored on exactly charrnn's folds."""
+    try:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import f1_score
+        from sklearn.model_selection import GridSearchCV
+        from sklearn.pipeline import make_pipeline
+    except ImportError:
+        sys.exit('error: the bag-of-words baseline needs scikit-learn: pip install -e ".[bench]"')
+    from charrnn.labelled import read_labelled, stratified_folds
+
+    data = read_labelled(files)
+    accuracies, f1s, seconds = [], [], []
+    for test_index in stratified_folds(data.labels, folds, seed=0):
+        held_out = set(test_index)
+        train_index = [i for i in range(len(data)) if i not in held_out]
+        start = time.perf_counter()
+        pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                                 LogisticRegression(max_iter=2000))
+        search = GridSearchCV(pipeline, {"logisticregression__C": [1, 3, 10, 30]}, cv=5)
+        search.fit([data.texts[i] for i in train_index], [data.labels[i] for i in train_index])
+        seconds.append(time.perf_counter() - start)
+        predicted = search.predict([data.texts[i] for i in test_index])
+        actual = [data.labels[i] for i in test_index]
+        accuracies.append(sum(int(p == a) for p, a in zip(predicted, actual)) / len(actual))
+        f1s.append(f1_score(actual, predicted, average="macro"))
+    from charrnn.tasks.classify import CrossValidation
+
+    accuracy, spread = CrossValidation.mean_and_spread(accuracies)
+    return {"accuracy": accuracy, "accuracy_spread": spread, "macro_f1": sum(f1s) / len(f1s),
+            "seconds_per_fold": sum(seconds) / len(seconds)}
+
+
+def classification_speed(files: list[Path], checkpoint: Path) -> list[list[str]]:
+    """Sentences per second classifying every rt-polarity sentence: batched (charrnn's classify)
+    and one sentence at a time (the loop a script calling the model per line would run)."""
+    from charrnn.labelled import read_labelled
+    from charrnn.tasks.classify import classify, load_classifier
+
+    model, vocab, label_names, _ = load_classifier(checkpoint, device="cpu")
+    texts = read_labelled(files).texts
+    rows = []
+    for name, batch_size, count in (("batched (256)", 256, len(texts)), ("one at a time", 1, 1000)):
+        classify(model, vocab, label_names, texts[:300], batch_size=batch_size)  # warm-up
+        start = time.perf_counter()
+        classify(model, vocab, label_names, texts[:count], batch_size=batch_size)
+        rate = count / (time.perf_counter() - start)
+        rows.append([name, f"{count:,}", f"{rate:,.0f}"])
+        log(f"{name}: {rate:,.0f} sentences/s")
+    return rows
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    options = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = make_parser(__doc__)
+    parser.add_argument("--folds", type=int, default=10, help="cross-validation folds [default: 10; 2 with --quick]")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="classifier for the speed table [default: the bundled checkpoints/sentiment.pt]")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    files = rt_polarity_files()
+    folds = 2 if args.quick else args.folds
+    if args.quick:
+        options = ["--epochs", "1", *options]
+    log(f"charrnn classify cv, {folds} folds")
+    ours = charrnn_cv(files, folds, options)
+    log(f"TF-IDF logistic regression, {folds} folds")
+    baseline = bag_of_words_cv(files, folds)
+    rows = []
+    for name, r in (("charrnn classify cv " + " ".join(options), ours), ("TF-IDF uni+bigram logistic regression", baseline)):
+        rows.append([name.strip(), f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_spread']:.2f}",
+                     f"{100 * r['macro_f1']:.2f}", f"{r['seconds_per_fold']:.0f}"])
+    print_table(["model", "accuracy % (mean ± sd)", "macro-F1 %", "train s/fold"], rows,
+                title=f"rt-polarity, {folds}-fold cross-validation (the same stratified folds for every row)")
+    from charrnn.cli_support import bundled_checkpoint
+
+    checkpoint = args.checkpoint or bundled_checkpoint("sentiment.pt")
+    if checkpoint.exists():
+        print_table(["decoding", "sentences", "sentences/s"], classification_speed(files, checkpoint),
+                    title=f"Classification speed of {checkpoint.name} on rt-polarity sentences (CPU, {args.threads} threads)")
+    else:
+        log(f"no classifier at {checkpoint}: speed table left out")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""What the command groups share: help options, a group with a default command, the bundled
+checkpoints, and stdin read in chunks. No torch here: `charrnn --help` must start fast."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from typer.core import TyperGroup
+
+from .errors import CharrnnError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+DEFAULT_COMMAND = "text"
+STDIN_CHUNK = 256  # stdin lines handled per batch: output flows while input is still coming
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group whose first argument, when it is not a subcommand, starts the default command
+    (named DEFAULT_COMMAND): `charrnn translate "It is late."` translates, `charrnn translate
+    train PAIRS` trains."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+def bundled_checkpoint(name: str) -> Path:
+    """A model shipped in the repository's checkpoints/ folder, such as shakespeare.pt."""
+    return BUNDLED_DIR / name
+
+
+def checkpoint_or_bundled(checkpoint: Path | None, name: str) -> Path:
+    """The checkpoint asked for, else the bundled one of that name (a clear error if missing)."""
+    if checkpoint is not None:
+        return checkpoint
+    path = bundled_checkpoint(name)
+    if not path.exists():
+        raise CharrnnError(f"the bundled checkpoint {path} is missing; pass -c CHECKPOINT")
+    return path
+
+
+def input_lines(texts: Sequence[str] | None, what: str) -> Iterator[list[str]]:
+    """The lines to work on in chunks: the arguments (one chunk), else stdin lines, chunk by
+    chunk. A terminal on stdin with no arguments is a usage error, not a silent wait."""
+    if texts:
+        return iter([list(texts)])
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(f"give {what} as arguments, or pipe lines into stdin")
+    return _stdin_chunks()
+
+
+def _stdin_chunks() -> Iterator[list[str]]:
+    chunk = []
+    for line in sys.stdin:
+        chunk.append(line.rstrip("\n"))
+        if len(chunk) == STDIN_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

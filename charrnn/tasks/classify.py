@@ -1,0 +1,439 @@
+"""The classification task: labelled texts become a vocabulary and a stratified train/validation
+split; training runs over length-bucketed batches; evaluation gives loss, accuracy and macro-F1;
+prediction classifies lines in batches and keeps their order; cross-validation trains one model a
+fold."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_checkpoint, restore_for_inference
+from ..corpora import data_notes, locate_data_file
+from ..data import BucketedBatches, pad_batch
+from ..devices import resolve_device, resolve_precision
+from ..errors import UsageError
+from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
+from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
+from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+from ..vocab import Vocab
+
+TASK = "classifier"
+PRETRAINING_TASK = "classifier_pretraining"
+CLASSIFIER_SPECIALS = ("<pad>", "<unk>")
+PAD, UNK = 0, 1
+EVAL_BATCH = 256
+
+
+@dataclass
+class ClassificationDataConfig:
+    tokenizer: str = "bpe"
+    vocab_size: int = 8000  # BPE only
+    batch_size: int = 64
+    val_frac: float = 0.1  # of each class, for early stopping
+    split_seed: int = 0
+    max_tokens: int = 400  # longer texts are cut (a stray paragraph must not blow up a batch)
+    encoding: str = "utf-8"
+    skip_bad: bool = False
+
+    def validate(self) -> None:
+        if self.tokenizer not in ("char", "bpe"):
+            raise UsageError(f"unknown --tokenizer {self.tokenizer!r}; choose char or bpe")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, not {self.max_tokens}")
+
+
+def build_vocab(texts: Sequence[str], data: ClassificationDataConfig) -> Vocab:
+    """The vocabulary of the training texts only (validation and test texts stay unseen)."""
+    if data.tokenizer == "char":
+        return Vocab.build_char("".join(texts), specials=CLASSIFIER_SPECIALS)
+    return Vocab.train_bpe(texts, data.vocab_size, specials=CLASSIFIER_SPECIALS)
+
+
+def encode_texts(texts: Sequence[str], vocab: Vocab, max_tokens: int) -> list[list[int]]:
+    """Token ids of every text, cut to max_tokens; characters a character vocabulary lacks
+    become <unk>, and a text with no tokens at all becomes a single <unk>."""
+    return [vocab.encode(text, unknown_id=UNK)[:max_tokens] or [UNK] for text in texts]
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassificationMetrics:
+    accuracy: float
+    macro_f1: float
+    confusion: list[list[int]]  # confusion[true][predicted]
+    f1: list[float]  # per class
+
+    @classmethod
+    def from_predictions(cls, predicted: Sequence[int], actual: Sequence[int], num_classes: int) -> ClassificationMetrics:
+        confusion = [[0] * num_classes for _ in range(num_classes)]
+        for p, a in zip(predicted, actual):
+            confusion[a][p] += 1
+        f1 = []
+        for c in range(num_classes):
+            true_positive = confusion[c][c]
+            predicted_c = sum(row[c] for row in confusion)
+            actual_c = sum(confusion[c])
+            # F1 = 2TP / (predicted + actual); a class never predicted nor present scores 0.
+            f1.append(2 * true_positive / (predicted_c + actual_c) if predicted_c + actual_c else 0.0)
+        correct = sum(confusion[c][c] for c in range(num_classes))
+        return cls(accuracy=correct / max(1, len(actual)), macro_f1=sum(f1) / num_classes, confusion=confusion, f1=f1)
+
+
+@torch.inference_mode()
+def predict_ids(model: Classifier, sequences: Sequence[Sequence[int]], batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Class probabilities (N, C) of token sequences, decoded in batches of similar length and
+    returned in input order."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    probabilities = torch.empty(len(sequences), model.config.num_classes)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        tokens, lengths = pad_batch([sequences[i] for i in chunk], PAD, device)
+        logits, _ = model(tokens, lengths)
+        probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+    return probabilities
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+class ClassificationTask:
+    """Cross-entropy training over batches of texts of similar length; evaluation on the
+    validation texts reports loss, accuracy and macro-F1."""
+
+    def __init__(self, model: Classifier, vocab: Vocab, label_names: list[str], train_ids, train_labels, val_ids,
+                 val_labels, data: ClassificationDataConfig, *, seed: int, data_paths: list[str],
+                 pretraining: dict | None = None):
+        self.model = model
+        self.vocab = vocab
+        self.label_names = label_names
+        self.train_ids, self.train_labels = train_ids, train_labels
+        self.val_ids, self.val_labels = val_ids, val_labels
+        self.data = data
+        self.data_paths = data_paths
+        self.pretraining = pretraining  # the language-model pretraining's settings, for the record
+        self.batches = BucketedBatches([len(ids) for ids in train_ids], data.batch_size, seed=seed)
+        self.steps_per_epoch = self.batches.batches_per_epoch
+
+    def training_loss(self, model, device):
+        batch = self.batches.next()
+        tokens, lengths = pad_batch([self.train_ids[i] for i in batch], PAD, device)
+        targets = torch.tensor([self.train_labels[i] for i in batch], device=device)
+        _, loss = model(tokens, lengths, targets)
+        return loss, int(lengths.sum())
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        probabilities = predict_ids(model, self.val_ids)
+        targets = torch.tensor(self.val_labels)
+        val_loss = float(torch.nn.functional.nll_loss(probabilities.clamp_min(1e-12).log(), targets))
+        metrics = ClassificationMetrics.from_predictions(probabilities.argmax(dim=-1).tolist(), self.val_labels,
+                                                         len(self.label_names))
+        return {"val_loss": val_loss, "val_accuracy": metrics.accuracy, "val_macro_f1": metrics.macro_f1}
+
+    def data_state(self) -> dict:
+        return self.batches.state()
+
+    def load_data_state(self, state: dict) -> None:
+        self.batches.load_state(state)
+
+    def checkpoint_fields(self) -> dict:
+        notes = {}
+        for path in self.data_paths:
+            notes.update(data_notes(Path(path)))
+        return {
+            "task": TASK,
+            "model_config": asdict(self.model.config),
+            "vocab": self.vocab.to_dict(),
+            "label_names": list(self.label_names),
+            "data_config": asdict(self.data),
+            "corpus": ", ".join(Path(p).name for p in self.data_paths),
+            "data_paths": list(self.data_paths),
+            "pretraining": self.pretraining,
+            "notes": notes,
+        }
+
+
+class PretrainingTask:
+    """The classifier's encoder trained as a language model in both directions on the training
+    texts (their labels unused); the validation texts measure it."""
+
+    def __init__(self, model: EncoderLanguageModel, train_ids, val_ids, *, batch_size: int, seed: int):
+        self.model = model
+        self.train_ids, self.val_ids = train_ids, val_ids
+        self.batches = BucketedBatches([len(ids) for ids in train_ids], batch_size, seed=seed)
+        self.steps_per_epoch = self.batches.batches_per_epoch
+
+    def training_loss(self, model, device):
+        tokens, lengths = pad_batch([self.train_ids[i] for i in self.batches.next()], PAD, device)
+        return model(tokens, lengths), int(lengths.sum())
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        total, count = 0.0, 0
+        for start in range(0, len(self.val_ids), EVAL_BATCH):
+            tokens, lengths = pad_batch(self.val_ids[start : start + EVAL_BATCH], PAD, device)
+            predicted = int(2 * (lengths - 1).sum())  # every token from each side but the ends
+            total += float(model(tokens, lengths)) * predicted
+            count += predicted
+        return {"val_loss": total / max(1, count)}
+
+    def data_state(self) -> dict:
+        return self.batches.state()
+
+    def load_data_state(self, state: dict) -> None:
+        self.batches.load_state(state)
+
+    def checkpoint_fields(self) -> dict:
+        return {"task": PRETRAINING_TASK, "model_config": asdict(self.model.classifier.config)}
+
+
+def pretrain_encoder(model: Classifier, train_ids, val_ids, *, data: ClassificationDataConfig, pretrain: TrainConfig,
+                     run_dir: Path, device: torch.device, amp_dtype, on_event) -> TrainResult:
+    """Train the classifier's embedding and encoder as a language model (EncoderLanguageModel),
+    then keep the weights of its best validation loss in the classifier. The pretraining run's
+    checkpoints and log go to run_dir."""
+    claim_run_dir(run_dir, overwrite=True)  # an earlier, unfinished pretraining of this run
+    language_model = EncoderLanguageModel(model)
+    task = PretrainingTask(language_model, train_ids, val_ids, batch_size=data.batch_size, seed=pretrain.seed)
+    result = Trainer(task, pretrain, run_dir, device=device, amp_dtype=amp_dtype, on_event=on_event).run()
+    if result.stop_reason != "interrupted" and (run_dir / "best.pt").exists():
+        language_model.load_state_dict(load_checkpoint(run_dir / "best.pt", task=PRETRAINING_TASK)["model_state"])
+    return result
+
+
+def read_training_data(data_paths: Sequence[str], data: ClassificationDataConfig) -> tuple[LabelledTexts, list[str]]:
+    """The labelled texts of the data files (found as corpora are), and the files' full paths."""
+    paths = [locate_data_file(p, "data file") for p in data_paths]
+    return read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding), [str(p.resolve()) for p in paths]
+
+
+def _warn_if_imbalanced(examples: LabelledTexts, on_event: Callable[[dict], None] | None) -> None:
+    message = examples.imbalance_warning()
+    if message and on_event is not None:
+        on_event({"event": "warning", "message": message})
+
+
+def validation_split(payload: dict) -> LabelledTexts:
+    """The validation texts of the run that made a checkpoint: its data files split again with
+    the same settings, which gives the same texts, none of which it trained on."""
+    data = ClassificationDataConfig(**payload["data_config"])
+    paths = payload.get("data_paths")
+    if not paths:
+        raise UsageError("this checkpoint does not name its data; give labelled data with --data")
+    examples = read_labelled([Path(p) for p in paths], skip_bad=data.skip_bad, encoding=data.encoding,
+                             label_names=payload["label_names"])
+    _, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
+    return examples.subset(val_index)
+
+
+def default_run_dir(data_paths: Sequence[str]) -> Path:
+    """checkpoints/<data name>/: rt-polarity.pos and rt-polarity.neg train into checkpoints/rt-polarity/."""
+    return Path("checkpoints") / (Path(data_paths[0]).name.split(".")[0] or "classifier")
+
+
+def train_classifier(
+    data_paths: Sequence[str] | None,
+    *,
+    model_config: dict | None = None,
+    data: ClassificationDataConfig | None = None,
+    train: TrainConfig | None = None,
+    run_dir: Path | None = None,
+    resume: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    overwrite: bool = False,
+    on_event: Callable[[dict], None] | None = None,
+    pretrain: TrainConfig | None = None,
+    examples: LabelledTexts | None = None,
+) -> TrainResult:
+    """Train a classifier on labelled data files (one `text<TAB>label` file, or one file per
+    class), holding out a stratified validation split for early stopping; or resume a run.
+
+    pretrain, when given, first trains the encoder as a language model on the training texts
+    (see pretrain_encoder; its run goes to run_dir/pretrain). examples, when given, are the
+    labelled texts to use instead of reading data_paths (which then only name the data in the
+    checkpoint): cross-validation trains on one fold's share this way.
+    """
+    torch_device = resolve_device(device)
+    amp_dtype = resolve_precision(precision, torch_device)
+    payload = None
+    if resume is not None:
+        payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
+        data = ClassificationDataConfig(**payload["data_config"])
+        train = resumed_train_config(payload, train)
+        data_paths = data_paths or payload.get("data_paths")
+        run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
+    else:
+        if not data_paths:
+            raise UsageError("give the labelled data to train on: a text<TAB>label file, or one file per class")
+        data = data or ClassificationDataConfig()
+        data.validate()
+        train = train or TrainConfig()
+        train.validate()
+        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(data_paths)
+        claim_run_dir(run_dir, overwrite=overwrite)
+    if examples is None:
+        examples, resolved_paths = read_training_data(data_paths, data)
+        _warn_if_imbalanced(examples, on_event)
+    else:
+        resolved_paths = [str(p) for p in data_paths]
+    train_index, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
+    train_set, val_set = examples.subset(train_index), examples.subset(val_index)
+    if payload is not None:
+        vocab = Vocab.from_dict(payload["vocab"])
+        label_names = list(payload["label_names"])
+        model = Classifier(ClassifierConfig(**payload["model_config"]))
+    else:
+        vocab = build_vocab(train_set.texts, data)
+        label_names = list(examples.label_names)
+        torch.manual_seed(train.seed)
+        model = Classifier(ClassifierConfig(vocab_size=vocab.size, num_classes=len(label_names), pad_id=PAD,
+                                            **(model_config or {})))
+    train_ids = encode_texts(train_set.texts, vocab, data.max_tokens)
+    val_ids = encode_texts(val_set.texts, vocab, data.max_tokens)
+    if payload is None and pretrain is not None:
+        pretraining = pretrain_encoder(model, train_ids, val_ids, data=data, pretrain=pretrain, run_dir=run_dir / "pretrain",
+                                       device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
+        if pretraining.stop_reason == "interrupted":
+            return pretraining
+    if payload is not None:
+        pretraining_record = payload.get("pretraining")
+    else:
+        pretraining_record = asdict(pretrain) if pretrain is not None else None
+    task = ClassificationTask(model, vocab, label_names, train_ids, train_set.labels, val_ids, val_set.labels, data,
+                              seed=train.seed, data_paths=resolved_paths, pretraining=pretraining_record)
+    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
+    if payload is not None:
+        trainer.load_resume_payload(payload)
+    return trainer.run()
+
+
+# -- inference ---------------------------------------------------------------------------------
+
+
+def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], dict]:
+    """Rebuild the model, vocabulary and label names from a checkpoint, ready for inference."""
+    payload = load_checkpoint(checkpoint, task=TASK)
+    model = restore_for_inference(Classifier(ClassifierConfig(**payload["model_config"])), payload, resolve_device(device))
+    return model, Vocab.from_dict(payload["vocab"]), list(payload["label_names"]), payload
+
+
+@dataclass
+class Prediction:
+    text: str
+    label: str | None  # None for an empty line: there is nothing to classify
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def probability(self) -> float | None:
+        return self.probabilities[self.label] if self.label is not None else None
+
+
+def classify(model: Classifier, vocab: Vocab, label_names: Sequence[str], lines: Sequence[str], *,
+             max_tokens: int = 400, batch_size: int = EVAL_BATCH) -> list[Prediction]:
+    """Classify lines in batches, returning one prediction a line in input order; an empty line
+    gets an empty prediction, so outputs stay aligned with inputs line by line."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
+    texts = [line.strip() for line in lines]
+    filled = [i for i, text in enumerate(texts) if text]
+    results = [Prediction(line, None) for line in lines]
+    if filled:
+        probabilities = predict_ids(model, encode_texts([texts[i] for i in filled], vocab, max_tokens), batch_size)
+        for i, row in zip(filled, probabilities.tolist()):
+            best = max(range(len(row)), key=row.__getitem__)
+            results[i] = Prediction(lines[i], label_names[best], dict(zip(label_names, row)))
+    return results
+
+
+def evaluate_classifier(model: Classifier, vocab: Vocab, label_names: Sequence[str], examples: LabelledTexts, *,
+                        max_tokens: int = 400) -> ClassificationMetrics:
+    """Accuracy, macro-F1 and the confusion matrix on labelled texts (labels in the model's order)."""
+    probabilities = predict_ids(model, encode_texts(examples.texts, vocab, max_tokens))
+    return ClassificationMetrics.from_predictions(probabilities.argmax(dim=-1).tolist(), examples.labels, len(label_names))
+
+
+def read_evaluation_data(data_paths: Sequence[str], label_names: Sequence[str], *, skip_bad: bool = False,
+                         encoding: str = "utf-8") -> LabelledTexts:
+    """Labelled texts to evaluate a trained model on; a label the model does not know is an error."""
+    paths = [locate_data_file(p, "data file") for p in data_paths]
+    return read_labelled(paths, skip_bad=skip_bad, encoding=encoding, label_names=label_names)
+
+
+# -- cross-validation --------------------------------------------------------------------------
+
+
+@dataclass
+class CrossValidation:
+    folds: list[ClassificationMetrics]
+    seconds: list[float]  # wall-clock time of each fold: vocabulary, pretraining and training
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [f.accuracy for f in self.folds]
+
+    @staticmethod
+    def mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
+        """Mean and sample standard deviation."""
+        mean = sum(values) / len(values)
+        spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        return mean, spread
+
+
+def cross_validate(
+    data_paths: Sequence[str],
+    *,
+    folds: int = 10,
+    fold_seed: int = 0,
+    model_config: dict | None = None,
+    data: ClassificationDataConfig | None = None,
+    train: TrainConfig | None = None,
+    run_dir: Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    on_event: Callable[[dict], None] | None = None,
+    on_fold: Callable[[int, ClassificationMetrics, float], None] | None = None,
+    pretrain: TrainConfig | None = None,
+) -> CrossValidation:
+    """k-fold cross-validation: for each stratified fold, train on the other folds (holding out
+    their own validation split for early stopping) and score the best model on the fold.
+
+    The fold models go to run_dir/fold-N when run_dir is given, else to a temporary folder.
+    """
+    data = data or ClassificationDataConfig()
+    data.validate()
+    examples, resolved = read_training_data(data_paths, data)
+    _warn_if_imbalanced(examples, on_event)
+    fold_indices = stratified_folds(examples.labels, folds, seed=fold_seed)
+    results, seconds = [], []
+    with tempfile.TemporaryDirectory(prefix="charrnn-cv-") as scratch:
+        root = Path(run_dir) if run_dir is not None else Path(scratch)
+        for k, test_index in enumerate(fold_indices):
+            held_out = set(test_index)
+            train_share = examples.subset([i for i in range(len(examples)) if i not in held_out])
+            fold_dir = root / f"fold-{k + 1}"
+            start = time.perf_counter()
+            result = train_classifier(resolved, model_config=model_config, data=data, train=train, run_dir=fold_dir,
+                                      device=device, precision=precision, overwrite=True, on_event=on_event,
+                                      pretrain=pretrain, examples=train_share)
+            elapsed = time.perf_counter() - start  # everything a fold costs: vocabulary, pretraining, training
+            if result.stop_reason == "interrupted":
+                raise KeyboardInterrupt
+            model, vocab, label_names, _ = load_classifier(fold_dir / "best.pt", device=device)
+            metrics = evaluate_classifier(model, vocab, label_names, examples.subset(test_index), max_tokens=data.max_tokens)
+            results.append(metrics)
+            seconds.append(elapsed)
+            if on_fold is not None:
+                on_fold(k, metrics, elapsed)
+    return CrossValidation(results, seconds)
+
