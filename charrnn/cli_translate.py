@@ -49,14 +49,15 @@ def translate_text(
         results = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=max_len,
                             batch_size=batch_size, length_penalty=length_penalty)
         if plot is not None:
-            if plotted or len([r for r in results if r.source.strip()]) != 1:
+            sentences = [r for r in results if r.source.strip()]
+            if plotted or len(sentences) != 1:
                 raise UsageError("--plot draws one translation: give exactly one sentence")
-            weights = attention_weights(model, source_vocab, results[0])
+            weights = attention_weights(model, source_vocab, sentences[0])
             if weights is None:
                 raise UsageError("this model has no attention to plot")
-            source_ids = source_vocab.encode(results[0].source.strip(), unknown_id=UNK)
+            source_ids = source_vocab.encode(sentences[0].source.strip(), unknown_id=UNK)
             plot_attention(weights, token_strings(source_vocab, source_ids),
-                           token_strings(target_vocab, results[0].tokens) + ["</s>"], plot)
+                           token_strings(target_vocab, sentences[0].tokens) + ["</s>"], plot)
             plotted = True
         for result in results:
             if as_json:
@@ -80,14 +81,14 @@ def translate_train(
     patience: Annotated[int, typer.Option(rich_help_panel="Stopping", help="Evaluations without improvement before stopping (0: never).")] = 10,
     reverse: Annotated[bool, typer.Option("--reverse", rich_help_panel="Data", help="Swap the direction (target to source).")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines instead of stopping.")] = False,
-    tokenizer: Annotated[str, typer.Option(rich_help_panel="Data", help="char or bpe.")] = "char",
+    tokenizer: Annotated[str, typer.Option(rich_help_panel="Data", help="bpe (byte-level BPE subwords; measured best) or char.")] = "bpe",
     vocab_size: Annotated[int, typer.Option(rich_help_panel="Data", help="BPE vocabulary size.")] = 8000,
     shared_vocab: Annotated[bool, typer.Option("--shared-vocab", rich_help_panel="Data", help="One vocabulary for both sides.")] = False,
     test_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Held-out test pairs (split by source sentence).")] = 2000,
     dev_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Dev pairs for early stopping.")] = 2000,
     max_tokens: Annotated[int, typer.Option(rich_help_panel="Data", help="Leave out training pairs longer than this.")] = 120,
     cell: Annotated[str, typer.Option(rich_help_panel="Model", help="gru, lstm or rnn.")] = "gru",
-    attention: Annotated[str, typer.Option(rich_help_panel="Model", help="multiplicative, additive or none.")] = "multiplicative",
+    attention: Annotated[str, typer.Option(rich_help_panel="Model", help="additive (measured best), multiplicative or none.")] = "additive",
     embedding_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Token embedding width.")] = 256,
     hidden_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Decoder width (each encoder direction has half).")] = 256,
     encoder_layers: Annotated[int, typer.Option(rich_help_panel="Model", help="Encoder layers.")] = 2,
@@ -163,7 +164,8 @@ def translate_eval(
     pairs = held_out_pairs(payload, data, split)
     results = evaluate_translations(model, source_vocab, target_vocab, pairs, beams=sorted({1, beam}), batch_size=batch_size)
     console = Console(highlight=False)
-    table = Table(title=f"{len(pairs):,} held-out {split} pairs (sources never seen in training)")
+    console.print(f"{len(pairs):,} held-out {split} pairs (sources never seen in training)", soft_wrap=True)
+    table = Table()
     for column in ("decoding", "BLEU", "chrF", "sentences/s"):
         table.add_column(column, justify="left" if column == "decoding" else "right")
     for r in results:

@@ -152,6 +152,13 @@ def locate_data_file(argument: str, what: str = "corpus") -> Path:
     return path
 
 
+def recorded_data_file(path: str) -> str:
+    """A data file that a checkpoint recorded by its absolute path: that path while it exists,
+    else its bare file name, which locate_data_file then finds in the corpus folders (so a
+    checkpoint trained on another machine, such as a bundled one, still finds its corpus)."""
+    return path if Path(path).exists() else Path(path).name
+
+
 def download_corpus(name: str, *, dest: Path, url: str | None = None, timeout: float = 60,
                     manifest_path: Path | None = None) -> Path:
     """Download corpus `name` into `dest`, derive its files from what the URL serves, verify their

@@ -19,7 +19,7 @@ def trained(tmp_path_factory):
     proc = run("translate", "train", "pairs.tsv", "--max-steps", "400", "--eval-every", "200", "-b", "32",
                "--test-size", "100", "--dev-size", "100", "--embedding-size", "32", "--hidden-size", "64",
                "--encoder-layers", "1", "--decoder-layers", "1", "--dropout", "0", "--lr", "5e-3", "--warmup-steps", "20",
-               "--precision", "fp32", "-q", cwd=root)
+               "--tokenizer", "char", "--attention", "multiplicative", "--precision", "fp32", "-q", cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
     return root
 

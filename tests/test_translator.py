@@ -34,7 +34,7 @@ def trained_translator(tmp_path_factory):
     root = tmp_path_factory.mktemp("translator")
     pairs = _synthetic_pairs(3000, seed=0)
     (root / "pairs.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs))
-    data = TranslationDataConfig(batch_size=32, test_size=100, dev_size=100)
+    data = TranslationDataConfig(tokenizer="char", batch_size=32, test_size=100, dev_size=100)
     train = TrainConfig(max_steps=400, eval_every=100, warmup_steps=20, learning_rate=5e-3)
     result = train_translator(str(root / "pairs.tsv"), model_config=dict(embedding_size=32, hidden_size=64, encoder_layers=1,
                               decoder_layers=1, dropout=0.0), data=data, train=train, run_dir=root / "run",
@@ -102,3 +102,52 @@ def test_padding_never_changes_results(cell, attention):
     greedy_alone = greedy_search(model, alone_src, alone_len, bos_id=BOS, eos_id=EOS, max_len=8)
     greedy_batched = greedy_search(model, batch_src, batch_len, bos_id=BOS, eos_id=EOS, max_len=8)
     assert greedy_alone[0].tokens == greedy_batched[1].tokens
+
+
+def test_tied_embeddings_share_one_matrix_through_a_half_precision_export(tmp_path):
+    from charrnn.checkpoint import inference_only, restore_for_inference, save_checkpoint
+
+    torch.manual_seed(0)
+    config = TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=12, hidden_size=12,
+                              tie_embeddings=True, pad_id=PAD)
+    model = Translator(config)
+    assert model.head.weight is model.target_embedding.weight
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in Translator(
+        TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=12, hidden_size=12, pad_id=PAD)).parameters())
+    payload = {"model_state": model.state_dict()}
+    save_checkpoint(inference_only(payload, half=True), tmp_path / "tied.pt")
+    restored = restore_for_inference(Translator(config), torch.load(tmp_path / "tied.pt", weights_only=True), torch.device("cpu"))
+    assert restored.head.weight is restored.target_embedding.weight  # still one matrix after loading
+    torch.testing.assert_close(restored.head.weight, model.head.weight.half().float())
+    with pytest.raises(ValueError, match="embedding_size equal to hidden_size"):
+        TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=8, hidden_size=12, tie_embeddings=True)
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    torch.manual_seed(0)
+    smooth = Translator(TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=8, hidden_size=12,
+                                         dropout=0.0, label_smoothing=0.1, pad_id=PAD)).eval()
+    plain = Translator(TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=8, hidden_size=12,
+                                        dropout=0.0, label_smoothing=0.0, pad_id=PAD)).eval()
+    plain.load_state_dict(smooth.state_dict())
+    source, lengths = pad_batch([[5, 6, 7]])
+    target_in, target_out = torch.tensor([[BOS, 5, 6]]), torch.tensor([[5, 6, EOS]])
+    with torch.no_grad():
+        logits_a, loss_a = smooth(source, lengths, target_in, target_out)
+        logits_b, loss_b = plain(source, lengths, target_in, target_out)
+    torch.testing.assert_close(logits_a, logits_b)  # the same predictions
+    assert float(loss_a) != pytest.approx(float(loss_b))
+
+
+def test_held_out_pairs_are_found_by_name_when_the_recorded_corpus_path_is_gone(trained_translator, monkeypatch):
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.tasks.translate import held_out_pairs
+
+    root, _ = trained_translator
+    payload = load_checkpoint(root / "run" / "best.pt")
+    test_pairs = held_out_pairs(payload)
+    assert len(test_pairs) == 100 and held_out_pairs(payload, split="dev") != test_pairs
+    # A checkpoint trained elsewhere (a bundled one) records a path this machine lacks.
+    moved = {**payload, "corpus_path": "/nowhere/else/pairs.tsv"}
+    monkeypatch.setenv("CHARRNN_CORPORA", str(root))
+    assert held_out_pairs(moved) == test_pairs

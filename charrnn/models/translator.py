@@ -24,7 +24,7 @@ class TranslatorConfig:
     hidden_size: int = 256  # the decoder's; each encoder direction has half, so the two halves join to it
     encoder_layers: int = 2
     decoder_layers: int = 2
-    attention: str = "multiplicative"
+    attention: str = "additive"  # measured against multiplicative by BLEU on dev (README)
     dropout: float = 0.2
     # The output layer reuses the target embedding matrix (Press and Wolf, 2017): fewer
     # parameters to learn and to update every step. Needs embedding_size == hidden_size.

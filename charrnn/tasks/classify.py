@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint, restore_for_inference
-from ..corpora import data_notes, locate_data_file
+from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..devices import resolve_device, resolve_precision
 from ..errors import UsageError
@@ -227,11 +227,10 @@ def validation_split(payload: dict) -> LabelledTexts:
     """The validation texts of the run that made a checkpoint: its data files split again with
     the same settings, which gives the same texts, none of which it trained on."""
     data = ClassificationDataConfig(**payload["data_config"])
-    paths = payload.get("data_paths")
-    if not paths:
+    if not payload.get("data_paths"):
         raise UsageError("this checkpoint does not name its data; give labelled data with --data")
-    examples = read_labelled([Path(p) for p in paths], skip_bad=data.skip_bad, encoding=data.encoding,
-                             label_names=payload["label_names"])
+    paths = [locate_data_file(recorded_data_file(p), "data file") for p in payload["data_paths"]]
+    examples = read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding, label_names=payload["label_names"])
     _, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
     return examples.subset(val_index)
 
@@ -271,7 +270,7 @@ def train_classifier(
         payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
         data = ClassificationDataConfig(**payload["data_config"])
         train = resumed_train_config(payload, train)
-        data_paths = data_paths or payload.get("data_paths")
+        data_paths = data_paths or [recorded_data_file(p) for p in payload.get("data_paths") or []]
         run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
     else:
         if not data_paths:

@@ -14,7 +14,7 @@ import torch
 
 from ..cells import State
 from ..checkpoint import load_checkpoint, restore_for_inference
-from ..corpora import data_notes
+from ..corpora import data_notes, recorded_data_file
 from ..data import (
     StreamBatches,
     build_vocab,
@@ -193,9 +193,9 @@ def train_language_model(
     if resume is not None:
         payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
         if corpus is None:
-            corpus = payload.get("corpus_path")
-            if corpus is None:
+            if payload.get("corpus_path") is None:
                 raise UsageError("this run was trained from stdin (or on an older charrnn); give its corpus again")
+            corpus = recorded_data_file(payload["corpus_path"])
         data = LanguageDataConfig(**payload["data_config"])
         train = resumed_train_config(payload, train)
         run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint, restore_for_inference
-from ..corpora import data_notes
+from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..decoding import beam_search, greedy_search
 from ..devices import resolve_device, resolve_precision
@@ -27,7 +27,7 @@ PAD, UNK, BOS, EOS = (SEQ2SEQ_SPECIALS.index(t) for t in SEQ2SEQ_SPECIALS)
 
 @dataclass
 class TranslationDataConfig:
-    tokenizer: str = "char"
+    tokenizer: str = "bpe"  # measured against char by BLEU on dev (README)
     vocab_size: int = 8000  # BPE only
     shared_vocab: bool = False  # one vocabulary for both sides (BPE or char)
     batch_size: int = 64  # sentence pairs a batch
@@ -170,7 +170,7 @@ def train_translator(
         payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
         data = TranslationDataConfig(**payload["data_config"])
         train = resumed_train_config(payload, train)
-        pairs_path = pairs_path or payload.get("corpus_path")
+        pairs_path = pairs_path or recorded_data_file(payload["corpus_path"])
         run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
         split, _, path = load_split(pairs_path, data)
         source_vocab = Vocab.from_dict(payload["source_vocab"])
@@ -286,9 +286,9 @@ def held_out_pairs(payload: dict, pairs_path: str | None = None, split: str = "t
     if split not in HELD_OUT_SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(HELD_OUT_SPLITS)}")
     data = TranslationDataConfig(**payload["data_config"])
-    path = pairs_path or payload.get("corpus_path")
-    if path is None:
+    if pairs_path is None and not payload.get("corpus_path"):
         raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
+    path = pairs_path or recorded_data_file(payload["corpus_path"])
     pair_split, _, _ = load_split(str(path), data)
     return pair_split.test if split == "test" else pair_split.dev
 
