@@ -19,9 +19,10 @@ def trained(tmp_path_factory):
     rows = synthetic_texts(600, seed=0)
     for label in ("food", "sport", "weather"):  # one file per class, named like rt-polarity's
         (root / f"topics.{label}").write_text("".join(f"{text}\n" for text, row_label in rows if row_label == label))
-    proc = run("classify", "train", "topics.food", "topics.sport", "topics.weather", *TRAIN_OPTIONS, "-q", cwd=root)
+    proc = run("classify", "train", "topics.food", "topics.sport", "topics.weather", *TRAIN_OPTIONS, cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout == b""
+    assert proc.stdout == b""  # progress and the summary go to stderr
+    assert "best validation:  loss" in proc.stderr.decode() and "accuracy" in proc.stderr.decode()
     return root
 
 

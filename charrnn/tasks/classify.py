@@ -21,6 +21,7 @@ from ..devices import resolve_device, resolve_precision
 from ..errors import UsageError
 from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
 from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
+from ..ngrams import class_counts, dense_counts, ngram_ids, sparse_counts
 from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 from ..vocab import Vocab
 
@@ -58,10 +59,34 @@ def build_vocab(texts: Sequence[str], data: ClassificationDataConfig) -> Vocab:
     return Vocab.train_bpe(texts, data.vocab_size, specials=CLASSIFIER_SPECIALS)
 
 
-def encode_texts(texts: Sequence[str], vocab: Vocab, max_tokens: int) -> list[list[int]]:
-    """Token ids of every text, cut to max_tokens; characters a character vocabulary lacks
-    become <unk>, and a text with no tokens at all becomes a single <unk>."""
-    return [vocab.encode(text, unknown_id=UNK)[:max_tokens] or [UNK] for text in texts]
+@dataclass
+class EncodedTexts:
+    """A classifier's inputs for a list of texts: token ids (cut to max_tokens; characters a
+    character vocabulary lacks become <unk>, and a text with no tokens becomes a single <unk>),
+    and the bucket ids of their word n-grams when the model has an n-gram channel."""
+
+    tokens: list[list[int]]
+    ngrams: list[list[int]] | None
+
+    @classmethod
+    def of(cls, texts: Sequence[str], vocab: Vocab, config: ClassifierConfig, max_tokens: int) -> EncodedTexts:
+        tokens = [vocab.encode(text, unknown_id=UNK)[:max_tokens] or [UNK] for text in texts]
+        ngrams = None
+        if config.ngram_buckets:
+            ngrams = [ngram_ids(text, config.ngram_buckets, config.ngram_order) for text in texts]
+        return cls(tokens, ngrams)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.tokens]
+
+    def batch(self, indices: Sequence[int], device) -> dict:
+        """The model's keyword inputs for these texts, padded."""
+        tokens, lengths = pad_batch([self.tokens[i] for i in indices], PAD, device)
+        ngrams = pad_batch([self.ngrams[i] for i in indices], 0, device) if self.ngrams is not None else None
+        return {"tokens": tokens, "lengths": lengths, "ngrams": ngrams}
 
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -91,16 +116,21 @@ class ClassificationMetrics:
 
 
 @torch.inference_mode()
-def predict_ids(model: Classifier, sequences: Sequence[Sequence[int]], batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Class probabilities (N, C) of token sequences, decoded in batches of similar length and
-    returned in input order."""
+def predict_probabilities(model: Classifier, encoded: EncodedTexts, batch_size: int = EVAL_BATCH,
+                          counted_labels: Sequence[int] | None = None) -> torch.Tensor:
+    """Class probabilities (N, C) of encoded texts, run in batches of similar length and
+    returned in input order. counted_labels: the labels of texts that are among those the
+    model's n-gram counts came from (its own validation texts), to score each as unseen."""
     device = next(model.parameters()).device
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    probabilities = torch.empty(len(sequences), model.config.num_classes)
+    lengths = encoded.lengths()
+    order = sorted(range(len(encoded)), key=lengths.__getitem__)
+    probabilities = torch.empty(len(encoded), model.config.num_classes)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        tokens, lengths = pad_batch([sequences[i] for i in chunk], PAD, device)
-        logits, _ = model(tokens, lengths)
+        counted = None
+        if counted_labels is not None and model.config.ngram_buckets:
+            counted = torch.tensor([counted_labels[i] for i in chunk], device=device)
+        logits, _ = model(**encoded.batch(chunk, device), counted_labels=counted)
         probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
     return probabilities
 
@@ -112,34 +142,56 @@ class ClassificationTask:
     """Cross-entropy training over batches of texts of similar length; evaluation on the
     validation texts reports loss, accuracy and macro-F1."""
 
-    def __init__(self, model: Classifier, vocab: Vocab, label_names: list[str], train_ids, train_labels, val_ids,
-                 val_labels, data: ClassificationDataConfig, *, seed: int, data_paths: list[str],
+    def __init__(self, model: Classifier, vocab: Vocab, label_names: list[str], train: EncodedTexts, train_labels,
+                 val: EncodedTexts, val_labels, data: ClassificationDataConfig, *, seed: int, data_paths: list[str],
                  pretraining: dict | None = None):
         self.model = model
         self.vocab = vocab
         self.label_names = label_names
-        self.train_ids, self.train_labels = train_ids, train_labels
-        self.val_ids, self.val_labels = val_ids, val_labels
+        self.train, self.train_labels = train, train_labels
+        self.val, self.val_labels = val, val_labels
         self.data = data
         self.data_paths = data_paths
         self.pretraining = pretraining  # the language-model pretraining's settings, for the record
-        self.batches = BucketedBatches([len(ids) for ids in train_ids], data.batch_size, seed=seed)
+        self.batches = BucketedBatches(train.lengths(), data.batch_size, seed=seed)
         self.steps_per_epoch = self.batches.batches_per_epoch
 
     def training_loss(self, model, device):
         batch = self.batches.next()
-        tokens, lengths = pad_batch([self.train_ids[i] for i in batch], PAD, device)
+        inputs = self.train.batch(batch, device)
         targets = torch.tensor([self.train_labels[i] for i in batch], device=device)
-        _, loss = model(tokens, lengths, targets)
-        return loss, int(lengths.sum())
+        _, loss = model(**inputs, targets=targets)
+        return loss, int(inputs["lengths"].sum())
 
     def evaluate(self, model, device) -> dict[str, float]:
-        probabilities = predict_ids(model, self.val_ids)
+        mixing = {}
+        if model.config.ngram_buckets:
+            recurrent, scores = self.validation_logit_parts(model, device)
+            targets = torch.tensor(self.val_labels, device=device)
+            mixing["recurrent_weight"], mixing["ngram_weight"] = model.fit_mixing_weights(recurrent, scores, targets)
+            logits = model.recurrent_weight * recurrent + model.ngram_weight * scores
+            probabilities = torch.softmax(logits.float(), dim=-1).cpu()
+        else:
+            probabilities = predict_probabilities(model, self.val)
         targets = torch.tensor(self.val_labels)
         val_loss = float(torch.nn.functional.nll_loss(probabilities.clamp_min(1e-12).log(), targets))
         metrics = ClassificationMetrics.from_predictions(probabilities.argmax(dim=-1).tolist(), self.val_labels,
                                                          len(self.label_names))
-        return {"val_loss": val_loss, "val_accuracy": metrics.accuracy, "val_macro_f1": metrics.macro_f1}
+        return {"val_loss": val_loss, "val_accuracy": metrics.accuracy, "val_macro_f1": metrics.macro_f1, **mixing}
+
+    @torch.no_grad()
+    def validation_logit_parts(self, model: Classifier, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrent part's logits and the n-gram scores of the validation texts. Their
+        n-grams are in the counts, so each is scored with its own left out: as if unseen, which
+        is what fitting the mixing weights and judging the model on them needs."""
+        recurrent, scores = [], []
+        for start in range(0, len(self.val), EVAL_BATCH):
+            indices = range(start, min(start + EVAL_BATCH, len(self.val)))
+            inputs = self.val.batch(indices, device)
+            labels = torch.tensor([self.val_labels[i] for i in indices], device=device)
+            recurrent.append(model.recurrent_logits(inputs["tokens"], inputs["lengths"]))
+            scores.append(model.ngram_scores(inputs["ngrams"], counted_labels=labels))
+        return torch.cat(recurrent), torch.cat(scores)
 
     def data_state(self) -> dict:
         return self.batches.state()
@@ -160,6 +212,7 @@ class ClassificationTask:
             "corpus": ", ".join(Path(p).name for p in self.data_paths),
             "data_paths": list(self.data_paths),
             "pretraining": self.pretraining,
+            "ngram_counts": sparse_counts(self.model.ngram_counts) if self.model.config.ngram_buckets else None,
             "notes": notes,
         }
 
@@ -225,7 +278,8 @@ def _warn_if_imbalanced(examples: LabelledTexts, on_event: Callable[[dict], None
 
 def validation_split(payload: dict) -> LabelledTexts:
     """The validation texts of the run that made a checkpoint: its data files split again with
-    the same settings, which gives the same texts, none of which it trained on."""
+    the same settings, which gives the same texts, none of which its recurrent part trained on.
+    Its naive Bayes channel counted them, so evaluate them with counted=True."""
     data = ClassificationDataConfig(**payload["data_config"])
     if not payload.get("data_paths"):
         raise UsageError("this checkpoint does not name its data; give labelled data with --data")
@@ -298,18 +352,26 @@ def train_classifier(
         torch.manual_seed(train.seed)
         model = Classifier(ClassifierConfig(vocab_size=vocab.size, num_classes=len(label_names), pad_id=PAD,
                                             **(model_config or {})))
-    train_ids = encode_texts(train_set.texts, vocab, data.max_tokens)
-    val_ids = encode_texts(val_set.texts, vocab, data.max_tokens)
+    train_inputs = EncodedTexts.of(train_set.texts, vocab, model.config, data.max_tokens)
+    val_inputs = EncodedTexts.of(val_set.texts, vocab, model.config, data.max_tokens)
+    if payload is not None:
+        restore_ngram_counts(model, payload)
+    elif model.config.ngram_buckets:
+        # Naive Bayes counts every labelled text: the validation texts, which fit the channel's
+        # mixing weight, are scored with their own counts left out (see Classifier.ngram_scores).
+        model.set_ngram_counts(class_counts(train_inputs.ngrams + val_inputs.ngrams, train_set.labels + val_set.labels,
+                                            model.config.ngram_buckets, len(label_names)))
     if payload is None and pretrain is not None:
-        pretraining = pretrain_encoder(model, train_ids, val_ids, data=data, pretrain=pretrain, run_dir=run_dir / "pretrain",
-                                       device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
+        pretraining = pretrain_encoder(model, train_inputs.tokens, val_inputs.tokens, data=data, pretrain=pretrain,
+                                       run_dir=run_dir / "pretrain", device=torch_device, amp_dtype=amp_dtype,
+                                       on_event=on_event)
         if pretraining.stop_reason == "interrupted":
             return pretraining
     if payload is not None:
         pretraining_record = payload.get("pretraining")
     else:
         pretraining_record = asdict(pretrain) if pretrain is not None else None
-    task = ClassificationTask(model, vocab, label_names, train_ids, train_set.labels, val_ids, val_set.labels, data,
+    task = ClassificationTask(model, vocab, label_names, train_inputs, train_set.labels, val_inputs, val_set.labels, data,
                               seed=train.seed, data_paths=resolved_paths, pretraining=pretraining_record)
     trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
     if payload is not None:
@@ -320,10 +382,18 @@ def train_classifier(
 # -- inference ---------------------------------------------------------------------------------
 
 
+def restore_ngram_counts(model: Classifier, payload: dict) -> None:
+    """Put a checkpoint's n-gram counts back into the model, if it has an n-gram channel."""
+    config = model.config
+    if config.ngram_buckets:
+        model.set_ngram_counts(dense_counts(payload["ngram_counts"], config.ngram_buckets, config.num_classes))
+
+
 def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], dict]:
     """Rebuild the model, vocabulary and label names from a checkpoint, ready for inference."""
     payload = load_checkpoint(checkpoint, task=TASK)
     model = restore_for_inference(Classifier(ClassifierConfig(**payload["model_config"])), payload, resolve_device(device))
+    restore_ngram_counts(model, payload)
     return model, Vocab.from_dict(payload["vocab"]), list(payload["label_names"]), payload
 
 
@@ -348,7 +418,8 @@ def classify(model: Classifier, vocab: Vocab, label_names: Sequence[str], lines:
     filled = [i for i, text in enumerate(texts) if text]
     results = [Prediction(line, None) for line in lines]
     if filled:
-        probabilities = predict_ids(model, encode_texts([texts[i] for i in filled], vocab, max_tokens), batch_size)
+        encoded = EncodedTexts.of([texts[i] for i in filled], vocab, model.config, max_tokens)
+        probabilities = predict_probabilities(model, encoded, batch_size)
         for i, row in zip(filled, probabilities.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
             results[i] = Prediction(lines[i], label_names[best], dict(zip(label_names, row)))
@@ -356,9 +427,12 @@ def classify(model: Classifier, vocab: Vocab, label_names: Sequence[str], lines:
 
 
 def evaluate_classifier(model: Classifier, vocab: Vocab, label_names: Sequence[str], examples: LabelledTexts, *,
-                        max_tokens: int = 400) -> ClassificationMetrics:
-    """Accuracy, macro-F1 and the confusion matrix on labelled texts (labels in the model's order)."""
-    probabilities = predict_ids(model, encode_texts(examples.texts, vocab, max_tokens))
+                        max_tokens: int = 400, counted: bool = False) -> ClassificationMetrics:
+    """Accuracy, macro-F1 and the confusion matrix on labelled texts (labels in the model's order).
+    counted: the texts are the model's own validation texts (see validation_split), whose n-grams
+    it counted; each is then scored with its own counts left out, as if unseen."""
+    encoded = EncodedTexts.of(examples.texts, vocab, model.config, max_tokens)
+    probabilities = predict_probabilities(model, encoded, counted_labels=examples.labels if counted else None)
     return ClassificationMetrics.from_predictions(probabilities.argmax(dim=-1).tolist(), examples.labels, len(label_names))
 
 
