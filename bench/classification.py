@@ -1,17 +1,21 @@
 """Sentiment classification on rt-polarity (Pang and Lee, 2005): 10-fold cross-validated accuracy
-of `charrnn classify` against a TF-IDF unigram+bigram logistic regression on the same folds, the
-training time of a fold, and classification speed (sentences per second) batched and one at a
-time.
+of `charrnn classify` (as it is, and its recurrent part alone, without the naive Bayes n-gram
+channel) against two bag-of-words baselines on the same folds: a TF-IDF unigram+bigram logistic
+regression and multinomial naive Bayes on binarised unigrams+bigrams; the training time of a fold;
+and classification speed (sentences per second), batched and one at a time.
 
-    pip install -e ".[bench]"          # scikit-learn, for the bag-of-words baseline
-    python bench/classification.py [--folds 10] [--quick] [-- charrnn classify options]
+    pip install -e ".[bench]"          # scikit-learn, for the bag-of-words baselines
+    python bench/classification.py [--folds 10] [--side-by-side] [--quick] [-- charrnn classify options]
 
 Options after `--` go to charrnn's classifier as on the command line of `charrnn classify cv`
 (for example `-- --pooling mean --epochs 10`), so settings can be compared on the same folds.
+--side-by-side runs the two charrnn configurations at once, one thread each (about as fast in
+total on two cores, and each fold's time is then that of one core).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -29,11 +33,12 @@ def rt_polarity_files() -> list[Path]:
     return files
 
 
-def charrnn_cv(files: list[Path], folds: int, options: list[str]) -> dict[str, float]:
-    """`charrnn classify cv` as a user runs it; its stdout is tab-separated results."""
-    cmd = [*charrnn_command(), "classify", "cv", *map(str, files), "--folds", str(folds), "-q", *options]
-    log(f"$ {' '.join(cmd)}")
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+def charrnn_cv_command(files: list[Path], folds: int, options: list[str]) -> list[str]:
+    return [*charrnn_command(), "classify", "cv", *map(str, files), "--folds", str(folds), "-q", *options]
+
+
+def parse_cv_output(out: str) -> dict[str, float]:
+    """`charrnn classify cv` prints name<TAB>mean[<TAB>± spread] lines on stdout."""
     results = {}
     for line in out.splitlines():
         name, *values = line.split("\t")
@@ -43,39 +48,72 @@ def charrnn_cv(files: list[Path], folds: int, options: list[str]) -> dict[str, f
     return results
 
 
-def bag_of_words_cv(files: list[Path], folds: int) -> dict[str, float]:
-    """TF-IDF of unigrams and bigrams into an L2-regularised logistic regression (C tuned on each
-    training share by an inner 5-fold search), scored on exactly charrnn's folds."""
+def charrnn_cvs(files: list[Path], folds: int, option_sets: list[list[str]], side_by_side: bool) -> list[dict]:
+    """`charrnn classify cv` as a user runs it, once per option set: one after the other, or all
+    at once with one thread each."""
+    commands = [charrnn_cv_command(files, folds, options) for options in option_sets]
+    for cmd in commands:
+        log(f"$ {' '.join(cmd)}")
+    if not side_by_side:
+        return [parse_cv_output(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)
+                for cmd in commands]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for cmd in commands]
+    outputs = [process.communicate()[0] for process in running]
+    for cmd, process in zip(commands, running):
+        if process.returncode != 0:
+            sys.exit(f"error: {' '.join(cmd)} failed with exit code {process.returncode}")
+    return [parse_cv_output(out) for out in outputs]
+
+
+def bag_of_words_cvs(files: list[Path], folds: int) -> dict[str, dict[str, float]]:
+    """The two bag-of-words baselines, scored on exactly charrnn's folds:
+    - TF-IDF of unigrams and bigrams into an L2-regularised logistic regression, its C tuned on
+      each training share by an inner 5-fold search;
+    - multinomial naive Bayes (add-one smoothing) on binarised unigrams and bigrams, the MNB of
+      Wang and Manning (2012), with charrnn's word splitting."""
     try:
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import f1_score
         from sklearn.model_selection import GridSearchCV
+        from sklearn.naive_bayes import MultinomialNB
         from sklearn.pipeline import make_pipeline
     except ImportError:
-        sys.exit('error: the bag-of-words baseline needs scikit-learn: pip install -e ".[bench]"')
+        sys.exit('error: the bag-of-words baselines need scikit-learn: pip install -e ".[bench]"')
     from charrnn.labelled import read_labelled, stratified_folds
-
-    data = read_labelled(files)
-    accuracies, f1s, seconds = [], [], []
-    for test_index in stratified_folds(data.labels, folds, seed=0):
-        held_out = set(test_index)
-        train_index = [i for i in range(len(data)) if i not in held_out]
-        start = time.perf_counter()
-        pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-                                 LogisticRegression(max_iter=2000))
-        search = GridSearchCV(pipeline, {"logisticregression__C": [1, 3, 10, 30]}, cv=5)
-        search.fit([data.texts[i] for i in train_index], [data.labels[i] for i in train_index])
-        seconds.append(time.perf_counter() - start)
-        predicted = search.predict([data.texts[i] for i in test_index])
-        actual = [data.labels[i] for i in test_index]
-        accuracies.append(sum(int(p == a) for p, a in zip(predicted, actual)) / len(actual))
-        f1s.append(f1_score(actual, predicted, average="macro"))
+    from charrnn.ngrams import WORD
     from charrnn.tasks.classify import CrossValidation
 
-    accuracy, spread = CrossValidation.mean_and_spread(accuracies)
-    return {"accuracy": accuracy, "accuracy_spread": spread, "macro_f1": sum(f1s) / len(f1s),
-            "seconds_per_fold": sum(seconds) / len(seconds)}
+    def logistic_regression():
+        pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                                 LogisticRegression(max_iter=2000))
+        return GridSearchCV(pipeline, {"logisticregression__C": [1, 3, 10, 30]}, cv=5)
+
+    def naive_bayes():
+        return make_pipeline(CountVectorizer(ngram_range=(1, 2), binary=True, token_pattern=WORD.pattern),
+                             MultinomialNB(alpha=1.0))
+
+    data = read_labelled(files)
+    results = {}
+    for name, make_model in (("TF-IDF uni+bigram logistic regression", logistic_regression),
+                             ("naive Bayes, binarised uni+bigrams (MNB)", naive_bayes)):
+        accuracies, f1s, seconds = [], [], []
+        for test_index in stratified_folds(data.labels, folds, seed=0):
+            held_out = set(test_index)
+            train_index = [i for i in range(len(data)) if i not in held_out]
+            start = time.perf_counter()
+            model = make_model().fit([data.texts[i] for i in train_index], [data.labels[i] for i in train_index])
+            seconds.append(time.perf_counter() - start)
+            predicted = model.predict([data.texts[i] for i in test_index])
+            actual = [data.labels[i] for i in test_index]
+            accuracies.append(sum(int(p == a) for p, a in zip(predicted, actual)) / len(actual))
+            f1s.append(f1_score(actual, predicted, average="macro"))
+        accuracy, spread = CrossValidation.mean_and_spread(accuracies)
+        results[name] = {"accuracy": accuracy, "accuracy_spread": spread, "macro_f1": sum(f1s) / len(f1s),
+                         "seconds_per_fold": sum(seconds) / len(seconds)}
+        log(f"{name}: accuracy {accuracy:.4f}")
+    return results
 
 
 def classification_speed(files: list[Path], checkpoint: Path) -> list[list[str]]:
@@ -105,22 +143,27 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=10, help="cross-validation folds [default: 10; 2 with --quick]")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="classifier for the speed table [default: the bundled checkpoints/sentiment.pt]")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run the two charrnn configurations at once, one thread each")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     files = rt_polarity_files()
     folds = 2 if args.quick else args.folds
     if args.quick:
         options = ["--epochs", "1", *options]
+    configurations = {"charrnn classify cv " + " ".join(options): options,
+                      "charrnn, recurrent part alone (--ngram-buckets 0)": [*options, "--ngram-buckets", "0"]}
     log(f"charrnn classify cv, {folds} folds")
-    ours = charrnn_cv(files, folds, options)
-    log(f"TF-IDF logistic regression, {folds} folds")
-    baseline = bag_of_words_cv(files, folds)
+    results = dict(zip(configurations, charrnn_cvs(files, folds, list(configurations.values()), args.side_by_side)))
+    log(f"bag-of-words baselines, {folds} folds")
+    results.update(bag_of_words_cvs(files, folds))
     rows = []
-    for name, r in (("charrnn classify cv " + " ".join(options), ours), ("TF-IDF uni+bigram logistic regression", baseline)):
+    for name, r in results.items():
         rows.append([name.strip(), f"{100 * r['accuracy']:.2f} ± {100 * r['accuracy_spread']:.2f}",
                      f"{100 * r['macro_f1']:.2f}", f"{r['seconds_per_fold']:.0f}"])
+    threads = "1 thread each, side by side" if args.side_by_side else f"{args.threads} threads"
     print_table(["model", "accuracy % (mean ± sd)", "macro-F1 %", "train s/fold"], rows,
-                title=f"rt-polarity, {folds}-fold cross-validation (the same stratified folds for every row)")
+                title=f"rt-polarity, {folds}-fold cross-validation (the same stratified folds for every row; charrnn {threads})")
     from charrnn.cli_support import bundled_checkpoint
 
     checkpoint = args.checkpoint or bundled_checkpoint("sentiment.pt")

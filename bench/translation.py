@@ -43,16 +43,17 @@ def main() -> None:
         trained = payload.get("train_state", {}).get("elapsed", 0.0)
         log(f"{path}: {name}, {len(pairs)} test pairs")
         for result in evaluate_translations(model, source_vocab, target_vocab, pairs, beams=(1, args.beam)):
-            quality.append([name, f"{trained / 60:.0f} min", result.decoding, f"{result.bleu:.1f}", f"{result.chrf:.1f}"])
-            speed.append([name, result.decoding, "64", f"{len(pairs):,}", f"{result.sentences_per_second:,.0f}"])
+            quality.append([str(path), name, f"{trained / 60:.0f} min", result.decoding, f"{result.bleu:.1f}",
+                            f"{result.chrf:.1f}"])
+            speed.append([str(path), name, result.decoding, "64", f"{len(pairs):,}", f"{result.sentences_per_second:,.0f}"])
         sources = [s for s, _ in pairs[:UNBATCHED_SENTENCES]]
         start = time.perf_counter()
         translate(model, source_vocab, target_vocab, sources, beam=1, batch_size=1)
         rate = len(sources) / (time.perf_counter() - start)
-        speed.append([name, "greedy", "1 (one at a time)", f"{len(sources):,}", f"{rate:,.0f}"])
-    print_table(["model", "trained", "decoding", "BLEU", "chrF"], quality,
+        speed.append([str(path), name, "greedy", "1 (one at a time)", f"{len(sources):,}", f"{rate:,.0f}"])
+    print_table(["checkpoint", "model", "trained", "decoding", "BLEU", "chrF"], quality,
                 title="Translation quality on the held-out test pairs (sources never seen in training; one reference each)")
-    print_table(["model", "decoding", "batch", "sentences", "sentences/s"], speed,
+    print_table(["checkpoint", "model", "decoding", "batch", "sentences", "sentences/s"], speed,
                 title=f"Translation speed on the test sources (CPU, {args.threads} threads)")
 
 

@@ -26,6 +26,15 @@ _PUBLIC = {
     "train_language_model": "tasks.language",
     "load_language_model": "tasks.language",
     "sample_text": "tasks.language",
+    "TranslationDataConfig": "tasks.translate",
+    "train_translator": "tasks.translate",
+    "load_translator": "tasks.translate",
+    "translate": "tasks.translate",
+    "ClassificationDataConfig": "tasks.classify",
+    "train_classifier": "tasks.classify",
+    "load_classifier": "tasks.classify",
+    "classify": "tasks.classify",
+    "cross_validate": "tasks.classify",
 }
 
 __all__ = ["__version__", *_PUBLIC]
