@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .cli_support import CONTEXT, checkpoint_or_bundled
+from .cli_support import CONTEXT, checkpoint_or_bundled, finish_training
 from .cli_classify import classify_app
 from .cli_translate import translate_app
 from .errors import CharrnnError, UsageError
@@ -82,7 +82,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ):
     """Train a language model on a text file; checkpoints go to checkpoints/<corpus name>/."""
-    from .console import TrainingProgress, print_training_summary
+    from .console import TrainingProgress
     from .tasks.language import LanguageDataConfig, train_language_model
     from .train import TrainConfig
 
@@ -102,12 +102,7 @@ def train(
         corpus, model_config=model_config, data=data_config, train=train_config, run_dir=run_dir, resume=resume,
         device=device, precision=precision, overwrite=overwrite, on_event=progress,
     )
-    if not quiet:
-        print_training_summary(result)
-    if result.stop_reason == "interrupted":
-        raise typer.Exit(130)
-    if result.stop_reason == "diverged":
-        raise CharrnnError("training diverged: the loss became NaN or infinite; try a lower --lr")
+    finish_training(result, quiet=quiet, command="charrnn train")
 
 
 def _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout):

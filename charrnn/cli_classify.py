@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, input_lines
+from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
 from .errors import UsageError
 
 BUNDLED = "sentiment.pt"
@@ -162,7 +162,7 @@ def classify_train(
     quiet: Quiet = False,
 ):
     """Train a classifier on labelled texts; checkpoints go to checkpoints/<data name>/."""
-    from .console import TrainingProgress, print_training_summary
+    from .console import TrainingProgress
     from .tasks.classify import train_classifier
 
     if max_steps is None and epochs is None and time_budget is None and resume is None:
@@ -179,10 +179,7 @@ def classify_train(
     result = train_classifier(data_files, model_config=model_config, data=data, train=train, run_dir=run_dir,
                               resume=resume, device=device, precision=precision, overwrite=overwrite, on_event=progress,
                               pretrain=pretrain)
-    if not quiet:
-        print_training_summary(result)
-    if result.stop_reason == "interrupted":
-        raise typer.Exit(130)
+    finish_training(result, quiet=quiet, command="charrnn classify train")
 
 
 @classify_app.command("eval", context_settings=CONTEXT)

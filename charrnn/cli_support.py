@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import typer
 from typer.core import TyperGroup
 
 from .errors import CharrnnError, UsageError
@@ -62,3 +63,16 @@ def _stdin_chunks() -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def finish_training(result, *, quiet: bool, command: str) -> None:
+    """What every training command does once its run has ended: the summary on stderr (unless
+    quiet), exit code 130 after Ctrl-C, and a one-line error if the loss diverged."""
+    from .console import print_training_summary
+
+    if not quiet:
+        print_training_summary(result, command)
+    if result.stop_reason == "interrupted":
+        raise typer.Exit(130)
+    if result.stop_reason == "diverged":
+        raise CharrnnError("training diverged: the loss became NaN or infinite; try a lower --lr")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, input_lines
+from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
 from .errors import UsageError
 
 BUNDLED = "spa-eng.pt"
@@ -107,7 +107,7 @@ def translate_train(
 ):
     """Train a translator on sentence pairs; checkpoints go to checkpoints/<pairs name>/."""
     from .cells import CELL_TYPES
-    from .console import TrainingProgress, print_training_summary
+    from .console import TrainingProgress
     from .models.translator import ATTENTION_TYPES
     from .tasks.translate import TranslationDataConfig, train_translator
     from .train import TrainConfig
@@ -136,10 +136,7 @@ def translate_train(
     progress = TrainingProgress(quiet=quiet, unit="tok")
     result = train_translator(pairs, model_config=model_config, data=data, train=train, run_dir=run_dir, resume=resume,
                               device=device, precision=precision, overwrite=overwrite, on_event=progress)
-    if not quiet:
-        print_training_summary(result)
-    if result.stop_reason == "interrupted":
-        raise typer.Exit(130)
+    finish_training(result, quiet=quiet, command="charrnn translate train")
 
 
 @translate_app.command("eval", context_settings=CONTEXT)

@@ -99,7 +99,9 @@ def describe_metrics(metrics: dict) -> str:
     return ", ".join(parts)
 
 
-def print_training_summary(result) -> None:
+def print_training_summary(result, command: str = "charrnn train") -> None:
+    """How the run ended, its final and best validation, where its files are; after Ctrl-C, the
+    command (`charrnn train`, `charrnn translate train`, ...) that resumes it."""
     state = result.state
     best = next((h for h in state.history if h["step"] == state.best_step), None)
     stderr_console.print(f"stopped at step {state.step} after {state.elapsed:.1f}s: {STOP_REASONS.get(result.stop_reason, result.stop_reason)}")
@@ -109,7 +111,7 @@ def print_training_summary(result) -> None:
         stderr_console.print(f"best validation:  {describe_metrics(best)} at step {state.best_step}")
     stderr_console.print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt; log: {result.run_dir}/log.jsonl")
     if result.stop_reason == "interrupted":
-        stderr_console.print(f"resume with: charrnn train --resume {result.run_dir} CORPUS")
+        stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
 
 
 def print_checkpoint_info(path: str, payload: dict, parameters: int) -> None:

@@ -245,3 +245,24 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
 
     payload = load_checkpoint(tmp_path / "run" / "last.pt")
     assert payload["resumable"] and payload["train_state"]["step"] >= 5
+
+
+def test_every_training_command_ends_the_same_way(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    import typer
+
+    from charrnn.cli_support import finish_training
+    from charrnn.errors import CharrnnError
+    from charrnn.train import TrainState
+
+    def ended(reason):
+        return SimpleNamespace(state=TrainState(), stop_reason=reason, run_dir=tmp_path, final_metrics={})
+
+    finish_training(ended("epochs"), quiet=True, command="charrnn classify train")
+    with pytest.raises(typer.Exit) as stopped:
+        finish_training(ended("interrupted"), quiet=False, command="charrnn classify train")
+    assert stopped.value.exit_code == 130
+    assert f"resume with: charrnn classify train --resume {tmp_path}" in capsys.readouterr().err.replace("\n", "")
+    with pytest.raises(CharrnnError, match="diverged"):
+        finish_training(ended("diverged"), quiet=True, command="charrnn translate train")
