@@ -154,6 +154,10 @@ class Classifier(nn.Module):
     def recurrent_logits(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.encode(tokens, lengths))).float()  # (B, C)
 
+    def mix(self, recurrent_logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """The model's logits from its two parts, with the fitted mixing weights."""
+        return self.recurrent_weight * recurrent_logits + self.ngram_weight * scores
+
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor | None = None,
                 ngrams: tuple[torch.Tensor, torch.Tensor] | None = None, counted_labels: torch.Tensor | None = None):
         """The loss is that of the recurrent part alone (see the class's note). The logits add
@@ -164,7 +168,7 @@ class Classifier(nn.Module):
         if self.config.ngram_buckets:
             if ngrams is None:
                 raise ValueError("this classifier has an n-gram channel: give the texts' n-grams")
-            logits = self.recurrent_weight * logits + self.ngram_weight * self.ngram_scores(ngrams, counted_labels)
+            logits = self.mix(logits, self.ngram_scores(ngrams, counted_labels))
         return logits, loss
 
 

@@ -82,10 +82,13 @@ class EncodedTexts:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.tokens]
 
-    def batch(self, indices: Sequence[int], device) -> dict:
-        """The model's keyword inputs for these texts, padded."""
+    def batch(self, indices: Sequence[int], device, *, with_ngrams: bool = True) -> dict:
+        """The model's keyword inputs for these texts, padded (without the n-grams when the
+        recurrent part alone is wanted)."""
         tokens, lengths = pad_batch([self.tokens[i] for i in indices], PAD, device)
-        ngrams = pad_batch([self.ngrams[i] for i in indices], 0, device) if self.ngrams is not None else None
+        ngrams = None
+        if with_ngrams and self.ngrams is not None:
+            ngrams = pad_batch([self.ngrams[i] for i in indices], 0, device)
         return {"tokens": tokens, "lengths": lengths, "ngrams": ngrams}
 
 
@@ -158,9 +161,10 @@ class ClassificationTask:
 
     def training_loss(self, model, device):
         batch = self.batches.next()
-        inputs = self.train.batch(batch, device)
+        # The recurrent part trains alone (see Classifier): the n-gram channel is not needed here.
+        inputs = self.train.batch(batch, device, with_ngrams=False)
         targets = torch.tensor([self.train_labels[i] for i in batch], device=device)
-        _, loss = model(**inputs, targets=targets)
+        loss = torch.nn.functional.cross_entropy(model.recurrent_logits(inputs["tokens"], inputs["lengths"]), targets)
         return loss, int(inputs["lengths"].sum())
 
     def evaluate(self, model, device) -> dict[str, float]:
@@ -169,8 +173,7 @@ class ClassificationTask:
             recurrent, scores = self.validation_logit_parts(model, device)
             targets = torch.tensor(self.val_labels, device=device)
             mixing["recurrent_weight"], mixing["ngram_weight"] = model.fit_mixing_weights(recurrent, scores, targets)
-            logits = model.recurrent_weight * recurrent + model.ngram_weight * scores
-            probabilities = torch.softmax(logits.float(), dim=-1).cpu()
+            probabilities = torch.softmax(model.mix(recurrent, scores), dim=-1).cpu()
         else:
             probabilities = predict_probabilities(model, self.val)
         targets = torch.tensor(self.val_labels)
