@@ -18,7 +18,7 @@ BUNDLED = "sentiment.pt"
 DEFAULT_EPOCHS = 20.0
 LEARNING_RATE = 5e-3
 PATIENCE = 10
-NGRAM_BUCKETS = 2**20
+NGRAM_BUCKETS = 2**32  # all of the CRC-32 hash: models.classifier.MAX_NGRAM_BUCKETS (torch stays unimported here)
 
 classify_app = typer.Typer(
     cls=DefaultCommandGroup,
@@ -46,7 +46,7 @@ HiddenSize = Annotated[int, typer.Option(rich_help_panel="Model", help="Units pe
 NumLayers = Annotated[int, typer.Option(rich_help_panel="Model", help="Stacked bidirectional layers.")]
 Pooling = Annotated[str, typer.Option(rich_help_panel="Model", help="max, mean or attention over the positions.")]
 Dropout = Annotated[float, typer.Option(rich_help_panel="Model", help="Dropout on embeddings, between layers and before the head.")]
-NgramBuckets = Annotated[int, typer.Option(rich_help_panel="Model", help="Hash buckets of the naive Bayes channel over word n-grams, added to the recurrent part's logits; 0: no such channel.")]
+NgramBuckets = Annotated[int, typer.Option(rich_help_panel="Model", help="Hash buckets of the naive Bayes channel over word n-grams, added to the recurrent part's logits (the default keeps the whole 32-bit hash); 0: no such channel.")]
 NgramOrder = Annotated[int, typer.Option(rich_help_panel="Model", help="Longest word n-gram of the naive Bayes channel.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel="Optimisation", help="Texts per batch.")]
 LearningRate = Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Peak learning rate (AdamW).")]
@@ -79,8 +79,8 @@ def _configs(*, max_steps, epochs, time_budget, patience, skip_bad, encoding, to
         raise UsageError("--embedding-size, --hidden-size and --num-layers must be at least 1")
     if not 0.0 <= dropout < 1.0:
         raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
-    if ngram_buckets < 0 or ngram_order < 1:
-        raise UsageError("--ngram-buckets must be 0 or more and --ngram-order at least 1")
+    if not 0 <= ngram_buckets <= NGRAM_BUCKETS or ngram_order < 1:
+        raise UsageError(f"--ngram-buckets must be 0 to {NGRAM_BUCKETS} and --ngram-order at least 1")
     if pretrain_epochs < 0:
         raise UsageError(f"--pretrain-epochs must be 0 or more, not {pretrain_epochs}")
     if pretrain_epochs and num_layers != 1:

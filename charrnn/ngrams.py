@@ -1,12 +1,14 @@
-"""The bag of word n-grams of a text, hashed into a fixed number of buckets: the features of the
-classifier's naive Bayes channel (see models/classifier.py). Words are runs of letters and digits
-or single other characters, lower-cased, so "Witty," and "witty ," give the same features."""
+"""The bag of word n-grams of a text, hashed into buckets: the features of the classifier's naive
+Bayes channel (see models/classifier.py), and their counts per class. Words are runs of letters
+and digits or single other characters, lower-cased, so "Witty," and "witty ," give the same
+features."""
 
 from __future__ import annotations
 
 import re
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -18,7 +20,7 @@ def ngram_ids(text: str, buckets: int, order: int) -> list[int]:
 
     Presence, not counts: a phrase said twice is no stronger evidence (binarised features are
     what make naive Bayes good at sentiment; Wang and Manning, 2012). The hash is CRC-32, not
-    Python's hash(), which changes from one process to the next."""
+    Python's hash(), which changes from one process to the next; buckets=2**32 keeps all of it."""
     words = WORD.findall(text.lower())
     ids = set()
     for n in range(1, order + 1):
@@ -28,21 +30,29 @@ def ngram_ids(text: str, buckets: int, order: int) -> list[int]:
     return sorted(ids)
 
 
-def class_counts(features: Sequence[Sequence[int]], labels: Sequence[int], buckets: int, num_classes: int) -> torch.Tensor:
-    """(buckets, num_classes): in how many texts of each class each bucket occurs."""
-    flat = [bucket * num_classes + label for ids, label in zip(features, labels) for bucket in ids]
-    counts = torch.bincount(torch.tensor(flat, dtype=torch.long), minlength=buckets * num_classes)
-    return counts.view(buckets, num_classes).float()
+@dataclass
+class NgramCounts:
+    """In how many labelled texts of each class each bucket occurs, kept for the buckets that
+    occur at all: with the whole 32-bit hash as the bucket, n-grams almost never share one, and
+    the memory grows with the n-grams seen, not with the number of buckets."""
 
+    buckets: torch.Tensor  # (K,) int64, sorted
+    counts: torch.Tensor  # (K, num_classes) float
 
-def sparse_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The counts of the buckets that occur, for a checkpoint: most of the buckets are empty."""
-    occupied = (counts.sum(dim=1) > 0).nonzero().squeeze(1)
-    return {"buckets": occupied.to(torch.int32).cpu(), "counts": counts[occupied].to(torch.int32).cpu()}
+    @classmethod
+    def of(cls, features: Sequence[Sequence[int]], labels: Sequence[int], num_classes: int) -> NgramCounts:
+        """features: each text's distinct bucket ids; labels: each text's class."""
+        ids = torch.tensor([bucket for text_ids in features for bucket in text_ids], dtype=torch.long)
+        classes = torch.tensor([label for text_ids, label in zip(features, labels) for _ in text_ids], dtype=torch.long)
+        buckets, position = torch.unique(ids, return_inverse=True)  # sorted
+        counts = torch.zeros(len(buckets), num_classes)
+        counts.index_put_((position, classes), torch.ones(len(ids)), accumulate=True)
+        return cls(buckets, counts)
 
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        """For a checkpoint: int64 buckets (a 32-bit hash overflows int32), int32 counts."""
+        return {"buckets": self.buckets.cpu(), "counts": self.counts.to(torch.int32).cpu()}
 
-def dense_counts(stored: dict[str, torch.Tensor], buckets: int, num_classes: int) -> torch.Tensor:
-    """The (buckets, num_classes) counts back from sparse_counts."""
-    counts = torch.zeros(buckets, num_classes)
-    counts[stored["buckets"].long()] = stored["counts"].float()
-    return counts
+    @classmethod
+    def from_dict(cls, stored: dict[str, torch.Tensor]) -> NgramCounts:
+        return cls(stored["buckets"].long(), stored["counts"].float())

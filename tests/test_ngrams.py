@@ -12,7 +12,7 @@ import torch
 from charrnn.checkpoint import inference_only, load_checkpoint, save_checkpoint
 from charrnn.data import pad_batch
 from charrnn.models.classifier import Classifier, ClassifierConfig
-from charrnn.ngrams import class_counts, dense_counts, ngram_ids, sparse_counts
+from charrnn.ngrams import NgramCounts, ngram_ids
 from charrnn.tasks.classify import (
     ClassificationDataConfig,
     classify,
@@ -45,12 +45,23 @@ def test_ngram_ids_do_not_change_between_processes():
     assert len(outputs) == 1
 
 
-def test_class_counts_and_their_sparse_form():
-    counts = class_counts([[1, 3], [3], [0, 3]], [0, 1, 1], buckets=5, num_classes=2)
-    assert counts.tolist() == [[0, 1], [1, 0], [0, 0], [1, 2], [0, 0]]
-    stored = sparse_counts(counts)
-    assert stored["buckets"].tolist() == [0, 1, 3]  # only the occupied buckets are stored
-    assert torch.equal(dense_counts(stored, 5, 2), counts)
+def test_counts_keep_only_the_buckets_that_occur_and_survive_a_checkpoint(tmp_path):
+    big = 2**32 - 1  # the largest CRC-32: more than an int32 holds
+    counts = NgramCounts.of([[3, big], [3], [0, 3]], [0, 1, 1], num_classes=2)
+    assert counts.buckets.tolist() == [0, 3, big]
+    assert counts.counts.tolist() == [[0, 1], [1, 2], [1, 0]]
+    torch.save(counts.to_dict(), tmp_path / "counts.pt")
+    back = NgramCounts.from_dict(torch.load(tmp_path / "counts.pt"))
+    assert back.buckets.tolist() == [0, 3, big] and torch.equal(back.counts, counts.counts)
+
+
+def test_counts_of_buckets_never_counted_are_zero():
+    model = small_model(ngram_buckets=2**32)
+    with pytest.raises(ValueError, match="no counts"):
+        model.counts_of(torch.tensor([1]))
+    model.set_ngram_counts(NgramCounts.of([[5, 2**31 + 7], [5]], [0, 1], num_classes=2))
+    ids = torch.tensor([[0, 5, 6], [2**31 + 7, 2**32 - 1, 5]])  # below, between, above the counted ones
+    assert model.counts_of(ids).tolist() == [[[0, 0], [1, 1], [0, 0]], [[1, 0], [0, 0], [1, 1]]]
 
 
 def small_model(**overrides):
@@ -62,13 +73,13 @@ def test_scores_of_counted_texts_leave_their_own_counts_out():
     features = [[1, 2, 5], [2, 7], [5, 9], [1, 9, 11]]
     labels = [0, 0, 1, 1]
     model = small_model()
-    model.set_ngram_counts(class_counts(features, labels, 64, 2))
+    model.set_ngram_counts(NgramCounts.of(features, labels, 2))
     ngrams = pad_batch(features)
     left_out = model.ngram_scores(ngrams, counted_labels=torch.tensor(labels))
     for i in range(len(features)):
         others = [j for j in range(len(features)) if j != i]
         alone = small_model()
-        alone.set_ngram_counts(class_counts([features[j] for j in others], [labels[j] for j in others], 64, 2))
+        alone.set_ngram_counts(NgramCounts.of([features[j] for j in others], [labels[j] for j in others], 2))
         expected = alone.ngram_scores(pad_batch([features[i]]))[0]
         # The vocabulary size in the smoothing stays that of all texts: the one approximation.
         if set(features[i]) <= {b for j in others for b in features[j]}:
@@ -85,7 +96,7 @@ def test_scores_of_counted_texts_leave_their_own_counts_out():
 def test_padding_never_changes_probabilities_with_the_ngram_channel():
     torch.manual_seed(0)
     model = small_model()
-    model.set_ngram_counts(torch.randint(0, 5, (64, 2)).float())
+    model.set_ngram_counts(NgramCounts(torch.arange(64), torch.randint(0, 5, (64, 2)).float()))
     model.eval()
     short, long = ([5, 6, 7], [3, 8]), ([8, 9, 10, 11, 12, 13], [1, 2, 4, 6, 9])
     with torch.no_grad():
@@ -124,17 +135,19 @@ def test_mixing_weights_are_fitted_to_held_out_texts():
     targets = torch.tensor([0, 1, 0, 1])
     recurrent = torch.tensor([[0.2, -0.2], [-0.1, 0.1], [-0.3, 0.3], [0.1, -0.1]])  # right on 2 of 4
     helpful = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]])  # right on all
-    # Naive Bayes right on every text: all of it (the grid's largest), and none of the recurrent part.
-    assert model.fit_mixing_weights(recurrent, helpful, targets) == pytest.approx((0.0, 4.0))
-    assert (float(model.recurrent_weight), float(model.ngram_weight)) == pytest.approx((0.0, 4.0))
+    # Naive Bayes right on every text: a weight that makes the mix sure (beyond 5 the loss no
+    # longer changes in float32), and none of the recurrent part.
+    recurrent_weight, ngram_weight = model.fit_mixing_weights(recurrent, helpful, targets)
+    assert recurrent_weight == 0.0 and ngram_weight > 5.0
+    assert (float(model.recurrent_weight), float(model.ngram_weight)) == pytest.approx((recurrent_weight, ngram_weight))
     # Misleading n-gram scores are switched off.
     assert model.fit_mixing_weights(recurrent, -helpful, targets)[1] == 0.0
     # Each part sure and right where the other is a little wrong: both are needed.
     recurrent = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [-0.25, 0.25], [0.25, -0.25]])
     complementary = torch.tensor([[-0.25, 0.25], [0.25, -0.25], [1.0, -1.0], [-1.0, 1.0]])
     recurrent_weight, ngram_weight = model.fit_mixing_weights(recurrent, complementary, targets)
-    assert 0.0 < ngram_weight < 4.0 and recurrent_weight > 0.0
-    model.set_ngram_counts(class_counts([[1, 2], [2, 3]], [0, 1], 64, 2))
+    assert ngram_weight > 0.0 and recurrent_weight > 0.0
+    model.set_ngram_counts(NgramCounts.of([[1, 2], [2, 3]], [0, 1], 2))
     model.eval()
     with torch.no_grad():
         logits = model(*pad_batch([[5, 6]]), ngrams=pad_batch([[1, 2]]))[0]

@@ -11,8 +11,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cells import Recurrent, RecurrentConfig
+from ..ngrams import NgramCounts
 
 POOLING_TYPES = ("max", "mean", "attention")
+MAX_NGRAM_BUCKETS = 2**32  # the range of the CRC-32 hash (ngrams.ngram_ids)
 
 
 @dataclass
@@ -26,9 +28,10 @@ class ClassifierConfig:
     pooling: str = "max"
     dropout: float = 0.5
     pad_id: int = 0
-    # The naive Bayes channel: word n-grams up to ngram_order hashed into ngram_buckets (0: none),
-    # class likelihoods with add-ngram_smoothing (Laplace) smoothing.
-    ngram_buckets: int = 2**20
+    # The naive Bayes channel: word n-grams up to ngram_order hashed into ngram_buckets (0: none;
+    # the default keeps all 32 bits of the hash, so n-grams hardly ever share a bucket), class
+    # likelihoods with add-ngram_smoothing (Laplace) smoothing.
+    ngram_buckets: int = MAX_NGRAM_BUCKETS
     ngram_order: int = 2
     ngram_smoothing: float = 1.0
 
@@ -37,8 +40,9 @@ class ClassifierConfig:
             raise ValueError(f"pooling must be one of {POOLING_TYPES}, not {self.pooling!r}")
         if self.num_classes < 2:
             raise ValueError("a classifier needs at least two classes")
-        if self.ngram_buckets < 0 or self.ngram_order < 1 or self.ngram_smoothing <= 0:
-            raise ValueError("ngram_buckets must be 0 or more, ngram_order at least 1, ngram_smoothing positive")
+        if not 0 <= self.ngram_buckets <= MAX_NGRAM_BUCKETS or self.ngram_order < 1 or self.ngram_smoothing <= 0:
+            raise ValueError(f"ngram_buckets must be 0 to {MAX_NGRAM_BUCKETS}, ngram_order at least 1, "
+                             "ngram_smoothing positive")
 
 
 class Classifier(nn.Module):
@@ -58,9 +62,9 @@ class Classifier(nn.Module):
 
     task = "classifier"
 
-    # Candidate mixing weights, 0.05 apart.
-    RECURRENT_GRID = torch.linspace(0.0, 2.0, 41)
-    NGRAM_GRID = torch.linspace(0.0, 4.0, 81)
+    # Candidate mixing weights: 0, and 0.01 to 10 in steps of 6%. Only relative precision
+    # matters, and the fitted weights are often near 0.2, where a grid of even steps is coarse.
+    WEIGHT_GRID = torch.cat([torch.zeros(1), torch.logspace(-2, 1, 121)])
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
@@ -77,20 +81,32 @@ class Classifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, config.num_classes)
         if config.ngram_buckets:
-            # Counts of the labelled texts, not weights: a checkpoint stores them apart, sparsely
-            # (see tasks/classify.py), so they are not part of the state dict.
-            self.register_buffer("ngram_counts", torch.zeros(config.ngram_buckets, config.num_classes), persistent=False)
+            # Counts of the labelled texts, not weights: a checkpoint stores them apart (see
+            # tasks/classify.py), so they are not part of the state dict. Only the buckets that
+            # occur are kept, sorted (set_ngram_counts); until then there are none.
+            self.register_buffer("counted_buckets", torch.zeros(0, dtype=torch.long), persistent=False)
+            self.register_buffer("ngram_counts", torch.zeros(0, config.num_classes), persistent=False)
             self.register_buffer("ngram_totals", torch.zeros(config.num_classes), persistent=False)  # per class
             self.register_buffer("ngram_vocab", torch.zeros(()), persistent=False)  # buckets seen at all
             # The mixing weights are fitted, not trained; they are saved with the weights.
             self.register_buffer("recurrent_weight", torch.ones(()))
             self.register_buffer("ngram_weight", torch.ones(()))
 
-    def set_ngram_counts(self, counts: torch.Tensor) -> None:
-        """counts (buckets, C): in how many labelled texts of each class each bucket occurs."""
-        self.ngram_counts.copy_(counts)
-        self.ngram_totals.copy_(counts.sum(dim=0))
-        self.ngram_vocab.fill_(int((counts.sum(dim=1) > 0).sum()))
+    def set_ngram_counts(self, counts: NgramCounts) -> None:
+        """The labelled texts' n-gram counts (see ngrams.NgramCounts), kept on the model's device."""
+        device = self.ngram_totals.device
+        self.counted_buckets = counts.buckets.to(device)
+        self.ngram_counts = counts.counts.to(device)
+        self.ngram_totals = self.ngram_counts.sum(dim=0)
+        self.ngram_vocab = torch.tensor(float(len(counts.buckets)), device=device)
+
+    def counts_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (...) bucket ids -> (..., C) their counts; a bucket never counted has none."""
+        if self.counted_buckets.numel() == 0:
+            raise ValueError("this classifier's n-gram channel has no counts yet (set_ngram_counts)")
+        position = torch.searchsorted(self.counted_buckets, ids).clamp(max=len(self.counted_buckets) - 1)
+        found = (self.counted_buckets[position] == ids).unsqueeze(-1)
+        return self.ngram_counts[position] * found
 
     def ngram_scores(self, ngrams: tuple[torch.Tensor, torch.Tensor], counted_labels: torch.Tensor | None = None) -> torch.Tensor:
         """ngrams: (ids (B, F) padded bucket ids, lengths (B,)) -> (B, C) naive Bayes
@@ -107,7 +123,7 @@ class Classifier(nn.Module):
         ids, lengths = ngrams
         real = (torch.arange(ids.shape[1], device=ids.device).unsqueeze(0) < lengths.to(ids.device).unsqueeze(1))
         real = real.unsqueeze(-1).float()  # (B, F, 1)
-        counts = self.ngram_counts[ids]  # (B, F, C)
+        counts = self.counts_of(ids)  # (B, F, C)
         totals = self.ngram_totals.expand(ids.shape[0], -1)  # (B, C)
         if counted_labels is not None:
             own = F.one_hot(counted_labels, self.config.num_classes).float()  # (B, C)
@@ -121,18 +137,19 @@ class Classifier(nn.Module):
     @torch.no_grad()
     def fit_mixing_weights(self, recurrent_logits: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
         """Set the weights of recurrent_logits and of the n-gram scores (all (N, C), for held-out
-        texts) to the pair of RECURRENT_GRID x NGRAM_GRID that minimises the cross-entropy of
+        texts) to the pair of WEIGHT_GRID x WEIGHT_GRID that minimises the cross-entropy of
         their weighted sum on targets, and return them. Weighting the recurrent part too lets the
         mix temper it once it grows over-confident."""
-        n_grid = self.NGRAM_GRID.to(scores.device).view(-1, 1, 1)
-        G = len(self.NGRAM_GRID)
-        losses = []  # (R, G), one recurrent weight at a time to bound the memory
-        for r in self.RECURRENT_GRID.tolist():
-            mixed = r * recurrent_logits.float() + n_grid * scores.float()  # (G, N, C)
+        grid = self.WEIGHT_GRID.to(scores.device)
+        G = len(grid)
+        ngram_part = grid.view(-1, 1, 1) * scores.float()  # (G, N, C)
+        losses = []  # (G, G), one recurrent weight at a time to bound the memory
+        for weight in grid:
+            mixed = weight * recurrent_logits.float() + ngram_part
             loss = F.cross_entropy(mixed.reshape(-1, mixed.shape[-1]), targets.repeat(G), reduction="none")
             losses.append(loss.view(G, -1).mean(dim=1))
         best = int(torch.stack(losses).argmin())
-        recurrent_weight, ngram_weight = float(self.RECURRENT_GRID[best // G]), float(self.NGRAM_GRID[best % G])
+        recurrent_weight, ngram_weight = float(grid[best // G]), float(grid[best % G])
         self.recurrent_weight.fill_(recurrent_weight)
         self.ngram_weight.fill_(ngram_weight)
         return recurrent_weight, ngram_weight

@@ -21,7 +21,7 @@ from ..devices import resolve_device, resolve_precision
 from ..errors import UsageError
 from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
 from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
-from ..ngrams import class_counts, dense_counts, ngram_ids, sparse_counts
+from ..ngrams import NgramCounts, ngram_ids
 from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 from ..vocab import Vocab
 
@@ -215,9 +215,16 @@ class ClassificationTask:
             "corpus": ", ".join(Path(p).name for p in self.data_paths),
             "data_paths": list(self.data_paths),
             "pretraining": self.pretraining,
-            "ngram_counts": sparse_counts(self.model.ngram_counts) if self.model.config.ngram_buckets else None,
+            "ngram_counts": self.saved_ngram_counts(),
             "notes": notes,
         }
+
+
+    def saved_ngram_counts(self) -> dict | None:
+        model = self.model
+        if not model.config.ngram_buckets:
+            return None
+        return NgramCounts(model.counted_buckets, model.ngram_counts).to_dict()
 
 
 class PretrainingTask:
@@ -362,8 +369,8 @@ def train_classifier(
     elif model.config.ngram_buckets:
         # Naive Bayes counts every labelled text: the validation texts, which fit the channel's
         # mixing weight, are scored with their own counts left out (see Classifier.ngram_scores).
-        model.set_ngram_counts(class_counts(train_inputs.ngrams + val_inputs.ngrams, train_set.labels + val_set.labels,
-                                            model.config.ngram_buckets, len(label_names)))
+        model.set_ngram_counts(NgramCounts.of(train_inputs.ngrams + val_inputs.ngrams, train_set.labels + val_set.labels,
+                                              len(label_names)))
     if payload is None and pretrain is not None:
         pretraining = pretrain_encoder(model, train_inputs.tokens, val_inputs.tokens, data=data, pretrain=pretrain,
                                        run_dir=run_dir / "pretrain", device=torch_device, amp_dtype=amp_dtype,
@@ -387,9 +394,8 @@ def train_classifier(
 
 def restore_ngram_counts(model: Classifier, payload: dict) -> None:
     """Put a checkpoint's n-gram counts back into the model, if it has an n-gram channel."""
-    config = model.config
-    if config.ngram_buckets:
-        model.set_ngram_counts(dense_counts(payload["ngram_counts"], config.ngram_buckets, config.num_classes))
+    if model.config.ngram_buckets:
+        model.set_ngram_counts(NgramCounts.from_dict(payload["ngram_counts"]))
 
 
 def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], dict]:
