@@ -219,8 +219,8 @@ class ClassificationTask:
             "notes": notes,
         }
 
-
     def saved_ngram_counts(self) -> dict | None:
+        """The n-gram channel's counts as the checkpoint keeps them (None without a channel)."""
         model = self.model
         if not model.config.ngram_buckets:
             return None
