@@ -87,7 +87,6 @@ class Classifier(nn.Module):
             self.register_buffer("counted_buckets", torch.zeros(0, dtype=torch.long), persistent=False)
             self.register_buffer("ngram_counts", torch.zeros(0, config.num_classes), persistent=False)
             self.register_buffer("ngram_totals", torch.zeros(config.num_classes), persistent=False)  # per class
-            self.register_buffer("ngram_vocab", torch.zeros(()), persistent=False)  # buckets seen at all
             # The mixing weights are fitted, not trained; they are saved with the weights.
             self.register_buffer("recurrent_weight", torch.ones(()))
             self.register_buffer("ngram_weight", torch.ones(()))
@@ -98,7 +97,6 @@ class Classifier(nn.Module):
         self.counted_buckets = counts.buckets.to(device)
         self.ngram_counts = counts.counts.to(device)
         self.ngram_totals = self.ngram_counts.sum(dim=0)
-        self.ngram_vocab = torch.tensor(float(len(counts.buckets)), device=device)
 
     def counts_of(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (...) bucket ids -> (..., C) their counts; a bucket never counted has none."""
@@ -130,7 +128,8 @@ class Classifier(nn.Module):
             counts = counts - own.unsqueeze(1) * real
             totals = totals - own * lengths.to(ids.device).unsqueeze(1)
         alpha = self.config.ngram_smoothing
-        log_likelihood = torch.log(counts + alpha) - torch.log(totals + alpha * self.ngram_vocab).unsqueeze(1)
+        vocab = len(self.counted_buckets)  # the buckets seen at all
+        log_likelihood = torch.log(counts + alpha) - torch.log(totals + alpha * vocab).unsqueeze(1)
         scores = (log_likelihood * real).sum(dim=1)
         return scores - scores.mean(dim=-1, keepdim=True)
 
