@@ -108,16 +108,22 @@ class Recurrent(nn.Module):
         return Stepper(self, input_table)
 
 
+# torch's single-step cells: one call runs a layer's two products and all of its gate arithmetic
+# in C++, where a dozen separate tensor calls from Python each pay the interpreter's cost.
+_CELL_STEPS = {"rnn": torch.rnn_tanh_cell, "lstm": torch.lstm_cell, "gru": torch.gru_cell}
+
+
 class Stepper:
     """Advances a unidirectional Recurrent one time step at a time, for generation.
 
-    Calling the fused sequence kernel for one step costs far more in set-up than the arithmetic
-    at batch 1, and one fused cell call reads a weight block that overflows the L2 cache. So
-    this keeps a snapshot of the weights laid out for single steps: input and hidden products as
-    separate matrices (each stays in cache), gates reordered so one sigmoid covers all sigmoid
-    gates, and, when input_table (V, input_size) is given (an embedding matrix), layer 0's input
-    projection precomputed for every token, so a step starts with a row lookup. The snapshot goes
-    stale if the weights change: make a new stepper after training.
+    At batch 1 a step's arithmetic is small and its cost is mostly the price of each call:
+    calling the fused sequence kernel for one step spends far more on set-up than on the
+    products. So each layer's step is one call of torch's cell function (torch.lstm_cell and its
+    siblings) over a snapshot of the weights. When input_table (V, input_size) is given (an
+    embedding matrix), layer 0's input projection is precomputed for every token, bias included:
+    its cell gets a zero-width input and the token's row of that table as its input bias, so a
+    step reads one row instead of multiplying by the input weights. The snapshot goes stale if
+    the weights change: make a new stepper after training.
     """
 
     def __init__(self, layer: Recurrent, input_table: torch.Tensor | None = None):
@@ -125,85 +131,48 @@ class Stepper:
         if cfg.bidirectional:
             raise ValueError("a bidirectional layer cannot be run one step at a time")
         self.cell = cfg.cell
-        self.hidden_size = H = cfg.hidden_size
-        self.layers = []
+        self._cell_step = _CELL_STEPS[cfg.cell]
+        self.input_table = None  # (V, gates) when layer 0 reads its input projection from a table
+        self.layers = []  # per layer: [w_ih, w_hh, b_ih, b_hh], torch's gate order
         with torch.no_grad():
             for k in range(cfg.num_layers):
-                w_ih = getattr(layer.rnn, f"weight_ih_l{k}")
-                w_hh = getattr(layer.rnn, f"weight_hh_l{k}")
-                b_ih = getattr(layer.rnn, f"bias_ih_l{k}")
-                b_hh = getattr(layer.rnn, f"bias_hh_l{k}")
-                if cfg.cell == "lstm":
-                    # torch orders the gates (i, f, g, o); (i, f, o, g) puts the sigmoids together.
-                    order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
-                    w_ih, w_hh, b_ih, b_hh = w_ih[order], w_hh[order], b_ih[order], b_hh[order]
-                if cfg.cell == "gru":
-                    # The hidden bias of the new-gate sits inside r * (...), so it stays apart.
-                    input_bias, hidden_bias = b_ih, b_hh
-                else:
-                    input_bias, hidden_bias = b_ih + b_hh, None
+                weights = [getattr(layer.rnn, f"{name}_l{k}").detach().clone()
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
                 if k == 0 and input_table is not None:
-                    input_proj = F.linear(input_table, w_ih, input_bias)  # (V, gates)
-                else:
-                    input_proj = None
-                # (gates, in) row-major, as torch stores them: the fastest layout for batch-1
-                # products here (measured against the transposed layout with addmm).
-                self.layers.append({
-                    "w_ih": w_ih.contiguous(),
-                    "w_hh": w_hh.contiguous(),
-                    "input_bias": input_bias.contiguous(),
-                    "hidden_bias": hidden_bias,
-                    "input_proj": input_proj,
-                })
+                    self.input_table = F.linear(input_table, weights[0], weights[2])  # (V, gates)
+                    weights[0] = weights[0].new_empty(weights[0].shape[0], 0)  # (gates, 0)
+                self.layers.append(weights)
+        self._no_input: dict[int, torch.Tensor] = {}  # zero-width inputs by batch size
 
     @staticmethod
-    def _add_hidden_product(x_gates: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:
-        """x_gates + h @ w_hh.T; at batch 1 as one call, with x_gates as the bias (generation
-        is mostly batch 1, where every dispatched op costs about as much as the arithmetic)."""
-        if x_gates.shape[0] == 1:
-            return F.linear(h, w_hh, x_gates[0])
-        return x_gates + F.linear(h, w_hh)
+    def split_state(state: State) -> list:
+        """State (parts stacked over layers) -> the per-layer form step uses: (h, c) for an LSTM
+        layer, h for the others. Indexing and re-stacking every step would cost more than a
+        layer's arithmetic."""
+        if len(state) == 2:
+            return [(state[0][k], state[1][k]) for k in range(state[0].shape[0])]
+        return [state[0][k] for k in range(state[0].shape[0])]
 
     @staticmethod
-    def split_state(state: State) -> list[tuple[torch.Tensor, ...]]:
-        """State (parts stacked over layers) -> one tuple of parts per layer, the form step uses:
-        indexing and re-stacking every step would cost more than a layer's arithmetic."""
-        return [tuple(part[k] for part in state) for k in range(state[0].shape[0])]
+    def join_state(layer_states: list) -> State:
+        if isinstance(layer_states[0], tuple):
+            return tuple(torch.stack(parts) for parts in zip(*layer_states))
+        return (torch.stack(layer_states),)
 
-    @staticmethod
-    def join_state(layer_states: list[tuple[torch.Tensor, ...]]) -> State:
-        return tuple(torch.stack(parts) for parts in zip(*layer_states))
-
-    def step(self, x: torch.Tensor, layer_states: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, list]:
+    def step(self, x: torch.Tensor, layer_states: list) -> tuple[torch.Tensor, list]:
         """One step: x is (B, input_size), or token ids (B,) when built with an input_table;
         layer_states comes from split_state. Returns the top layer's output (B, H) and the new
         layer states."""
-        H = self.hidden_size
         new_states = []
-        for w, layer_state in zip(self.layers, layer_states):
-            if w["input_proj"] is not None:
-                x_gates = w["input_proj"][x]  # (B, gates): the precomputed input projection
-            else:
-                x_gates = F.linear(x, w["w_ih"], w["input_bias"])
-            h = layer_state[0]
-            # Plain slices below, not split/chunk: at batch 1 those cost five times as much.
-            if self.cell == "lstm":
-                gates = self._add_hidden_product(x_gates, h, w["w_hh"])
-                sig = torch.sigmoid(gates[:, : 3 * H])
-                c = torch.addcmul(sig[:, H : 2 * H] * layer_state[1], sig[:, :H], torch.tanh(gates[:, 3 * H :]))
-                h = sig[:, 2 * H :] * torch.tanh(c)
-                new_states.append((h, c))
-            elif self.cell == "gru":
-                h_gates = F.linear(h, w["w_hh"], w["hidden_bias"])
-                rz = torch.sigmoid(x_gates[:, : 2 * H] + h_gates[:, : 2 * H])
-                r, z = rz[:, :H], rz[:, H:]
-                n = torch.tanh(torch.addcmul(x_gates[:, 2 * H :], r, h_gates[:, 2 * H :]))
-                h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
-                new_states.append((h,))
-            else:
-                h = torch.tanh(self._add_hidden_product(x_gates, h, w["w_hh"]))
-                new_states.append((h,))
-            x = h  # dropout between layers is for training only
+        for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.layers):
+            if k == 0 and self.input_table is not None:
+                b_ih = self.input_table[x]  # (B, gates): the token's input projection
+                x = self._no_input.get(b_ih.shape[0])
+                if x is None:
+                    x = self._no_input[b_ih.shape[0]] = b_ih.new_empty(b_ih.shape[0], 0)
+            state = self._cell_step(x, layer_states[k], w_ih, w_hh, b_ih, b_hh)
+            new_states.append(state)
+            x = state[0] if isinstance(state, tuple) else state  # dropout between layers is for training only
         return x, new_states
 
 

@@ -26,30 +26,43 @@ class SamplingConfig:
             raise UsageError(f"--top-p must be in (0, 1], not {self.top_p}")
 
 
-def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
-    """Pick one token per row of logits (B, V) -> (B,)."""
-    if config.temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = (logits if logits.dtype == torch.float32 else logits.float()) / config.temperature
+def gumbel_noise(rows: int, vocab_size: int, generator: torch.Generator) -> torch.Tensor:
+    """(rows, V) standard Gumbel noise, -log(E) with E ~ Exponential(1), drawn on the CPU so that
+    the same seed gives the same text on every device. E is kept above zero so the noise stays
+    finite: an infinite draw would pick a token top-k or top-p had cut (-inf + inf is NaN)."""
+    draws = torch.empty(rows, vocab_size).exponential_(generator=generator)
+    return draws.clamp_(min=torch.finfo(draws.dtype).tiny).log_().neg_()
+
+
+def restrict(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """Logits (B, V) with the tokens top-k and top-p leave out set to -inf."""
     if config.top_k is not None and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
     if config.top_p is not None and config.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        sorted_probs, order = torch.softmax(logits / config.temperature, dim=-1).sort(dim=-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p; the most likely token always stays.
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-        sorted_probs = sorted_probs.masked_fill(mass_before >= config.top_p, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    # Inverse-CDF sampling: one uniform draw per row located in the cumulative distribution. It
-    # costs half of torch.multinomial at batch 1, and a zero-probability token (cut by top-k or
-    # top-p) is never chosen because its interval is empty. The generator lives on the CPU so
-    # that the same seed gives the same text on every device.
-    on_cpu = probs.device.type == "cpu"  # skip no-op moves: each costs a dispatch per token
-    cdf = (probs if on_cpu else probs.cpu()).cumsum(dim=-1)  # (B, V)
-    u = torch.rand(cdf.shape[0], 1, generator=generator) * cdf[:, -1:]
-    choice = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)[:, 0]
-    return choice if on_cpu else choice.to(logits.device)
+        cut = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, mass_before >= config.top_p)
+        logits = logits.masked_fill(cut, float("-inf"))
+    return logits
+
+
+def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Pick one token per row of logits (B, V) -> (B,).
+
+    Sampling is by the Gumbel-max trick: with G standard Gumbel noise, argmax(logits / T + G),
+    which is argmax(logits + T * G), is distributed as softmax(logits / T). At batch 1 that is two
+    tensor calls where softmax and a search of the cumulative distribution take eight, and the
+    noise for many steps can be drawn at once (noise: the caller's, broadcastable to logits, on
+    their device). A token cut by top-k or top-p has logit -inf and is never chosen."""
+    if config.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = restrict(logits if logits.dtype == torch.float32 else logits.float(), config)
+    if noise is None:
+        noise = gumbel_noise(logits.shape[0], logits.shape[-1], generator).to(logits.device)
+    return torch.add(logits, noise, alpha=config.temperature).argmax(dim=-1)
 
 
 STEPS_PER_CONTEXT = 8  # tokens made per entry into inference mode (see generate)
@@ -83,11 +96,14 @@ def generate(
     while made < length:
         # Tokens are made a few at a time inside one inference-mode block: entering the mode
         # once per token costs a tenth of a step at batch 1, and a generator cannot stay inside
-        # it between yields without leaking the mode into the caller's code.
+        # it between yields without leaking the mode into the caller's code. The chunk's noise
+        # is drawn in one call too.
         chunk = []
         with torch.inference_mode():
-            for _ in range(min(STEPS_PER_CONTEXT, length - made)):
-                token = choose_next(logits, config, generator)  # (1,)
+            count = min(STEPS_PER_CONTEXT, length - made)
+            noise = None if config.temperature == 0 else gumbel_noise(count, logits.shape[-1], generator).to(device)
+            for i in range(count):
+                token = choose_next(logits, config, generator, None if noise is None else noise[i])  # (1,)
                 chunk.append(int(token))
                 logits, layer_states = stepper.step(token, layer_states)
         made += len(chunk)
