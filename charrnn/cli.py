@@ -63,25 +63,29 @@ def train(
     hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.", rich_help_panel="Model")] = 256,
     num_layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel="Model")] = 2,
     embedding_size: Annotated[Optional[int], typer.Option(help="Token embedding width \\[default: hidden size].", rich_help_panel="Model")] = None,
-    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head.", rich_help_panel="Model")] = 0.0,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout on embeddings, between layers and before the head \\[default: 0, more for runs of many epochs].", rich_help_panel="Model")] = None,
     tokenizer: Annotated[str, typer.Option(help="char (Unicode code points) or bpe (byte-level BPE).", rich_help_panel="Data")] = "char",
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size (with --tokenizer bpe).", rich_help_panel="Data")] = 2000,
     encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel="Data")] = "utf-8",
     val_frac: Annotated[float, typer.Option(help="Fraction at the end of the corpus held out for validation.", rich_help_panel="Data")] = 0.1,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Parallel streams per batch.", rich_help_panel="Optimisation")] = 64,
-    seq_len: Annotated[int, typer.Option(help="Truncated-BPTT window length.", rich_help_panel="Optimisation")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).", rich_help_panel="Optimisation")] = 3e-3,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Parallel streams per batch \\[default: chosen from the measured speed].", rich_help_panel="Optimisation")] = None,
+    seq_len: Annotated[Optional[int], typer.Option(help="Truncated-BPTT window length \\[default: 64].", rich_help_panel="Optimisation")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW) \\[default: grows with the batch].", rich_help_panel="Optimisation")] = None,
     min_lr_ratio: Annotated[float, typer.Option(help="Final learning rate as a fraction of the peak.", rich_help_panel="Optimisation")] = 0.1,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", rich_help_panel="Optimisation")] = 50,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warm-up steps \\[default: 5% of the run].", rich_help_panel="Optimisation")] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = 0.1,
     grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.", rich_help_panel="Optimisation")] = 1.0,
-    eval_every: Annotated[int, typer.Option(help="Evaluate on the whole validation split every N steps.", rich_help_panel="Optimisation")] = 250,
+    eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N steps \\[default: 10 times a run].", rich_help_panel="Optimisation")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (weights, dropout).", rich_help_panel="Optimisation")] = 1337,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel="Hardware")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware runs it fast), fp32 or bf16.", rich_help_panel="Hardware")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ):
-    """Train a language model on a text file; checkpoints go to checkpoints/<corpus name>/."""
+    """Train a language model on a text file; checkpoints go to checkpoints/<corpus name>/.
+
+    Options left unset among --batch-size, --seq-len, --lr, --warmup-steps, --eval-every and
+    --dropout are chosen from the measured cost of a training step on this machine and the length
+    of the run (one line says what and why)."""
     from .console import TrainingProgress
     from .tasks.language import LanguageDataConfig, train_language_model
     from .train import TrainConfig
@@ -112,7 +116,7 @@ def _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout)
         raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
     if hidden_size < 1 or num_layers < 1 or (embedding_size is not None and embedding_size < 1):
         raise UsageError("--hidden-size, --num-layers and --embedding-size must be at least 1")
-    if not 0.0 <= dropout < 1.0:
+    if dropout is not None and not 0.0 <= dropout < 1.0:
         raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
 
 

@@ -9,6 +9,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from .train import UNKNOWN_TOTAL, best_record
+
 stderr_console = Console(stderr=True, highlight=False)
 
 
@@ -33,15 +35,17 @@ class TrainingProgress:
         if kind == "start":
             from tqdm import tqdm
 
-            total = event["total_steps"] if event["total_steps"] < 10**9 else None
+            total = event["total_steps"] if event["total_steps"] < UNKNOWN_TOTAL else None
             stderr_console.print(
                 f"training: {event['parameters']:,} parameters on {event['device']} ({event['precision']})"
                 + (f", time budget {event['time_budget']:g}s" if event.get("time_budget") else "")
             )
+            if event.get("settings"):
+                stderr_console.print(f"settings: {describe_settings(event['settings'])}", markup=False, soft_wrap=True)
             self.bar = tqdm(total=total, initial=event["step"], file=sys.stderr, unit="step", dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
         elif kind == "step" and self.bar is not None:
-            if self.bar.total != event["total_steps"] and event["total_steps"] < 10**9:
+            if self.bar.total != event["total_steps"] and event["total_steps"] < UNKNOWN_TOTAL:
                 self.bar.total = event["total_steps"]
             self.loss = event["loss"] if self.loss is None else 0.9 * self.loss + 0.1 * event["loss"]
             # Characters per second over the last second or more (over the run before that).
@@ -66,6 +70,13 @@ class TrainingProgress:
         parts.append(f"val {self.last_val[0]} {self.last_val[1]:.3f}" if self.last_val is not None else "val -")
         parts.append(f"{self.rate:,.0f} {self.unit}/s")
         self.bar.set_postfix_str(", ".join(parts), refresh=False)
+
+
+def describe_settings(note: dict) -> str:
+    """One line from a start event's settings note: what the run uses and why."""
+    return (f"batch {note['batch_size']} x {note['seq_len']}, lr {note['learning_rate']:.2g}, "
+            f"warm-up {note['warmup_steps']} steps, evaluate every {note['eval_every']} steps, "
+            f"dropout {note['dropout']:g} ({note['reason']})")
 
 
 def print_warnings(event: dict) -> None:
@@ -103,7 +114,7 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
     """How the run ended, its final and best validation, where its files are; after Ctrl-C, the
     command (`charrnn train`, `charrnn translate train`, ...) that resumes it."""
     state = result.state
-    best = next((h for h in state.history if h["step"] == state.best_step), None)
+    best = best_record(state.history, state.best_step)
     stderr_console.print(f"stopped at step {state.step} after {state.elapsed:.1f}s: {STOP_REASONS.get(result.stop_reason, result.stop_reason)}")
     if result.final_metrics:
         stderr_console.print(f"final validation: {describe_metrics(result.final_metrics)}")
@@ -136,7 +147,7 @@ def print_checkpoint_info(path: str, payload: dict, parameters: int) -> None:
         table.add_row("steps", f"{state.get('step', 0):,}")
         table.add_row("tokens seen", f"{state.get('tokens_seen', 0):,}")
         table.add_row("training time", f"{state.get('elapsed', 0.0):.1f}s")
-        best = next((h for h in state.get("history", []) if h["step"] == state.get("best_step")), None)
+        best = best_record(state.get("history", []), state.get("best_step"))
         if best is not None:
             table.add_row("best validation", f"{describe_metrics(best)} (step {best['step']})")
     table.add_row("resumable", "yes" if payload.get("resumable") else "no (weights only)")

@@ -14,48 +14,61 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .devices import autocast
 from .errors import CharrnnError, UsageError
 
 
+# The settings a task may leave unset (None) for its own default, which the language model
+# chooses from the measured speed of this machine (see adaptive.py).
+TASK_DEFAULTS = ("learning_rate", "warmup_steps", "eval_every")
+
+
 @dataclass
 class TrainConfig:
-    learning_rate: float = 3e-3
+    learning_rate: float | None = None  # None: the task's default
     min_lr_ratio: float = 0.1  # the cosine decays to learning_rate * min_lr_ratio
-    warmup_steps: int = 50
+    warmup_steps: int | None = None  # None: the task's default
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     max_steps: int | None = None
     epochs: float | None = None
     time_budget: float | None = None  # wall-clock seconds of training, evaluations included
-    eval_every: int = 250
+    eval_every: int | None = None  # None: the task's default
+    # Periodic evaluations score about this many validation tokens, the same ones every time, so
+    # that they cost little of a short budget; None: all of them. The last evaluation scores all.
+    eval_tokens: int | None = None
     patience: int | None = 10  # evaluations without improvement before stopping; None: never
     seed: int = 1337
 
     def validate(self) -> None:
         checks = [
-            (self.learning_rate > 0, f"--lr must be positive, not {self.learning_rate}"),
+            (self.learning_rate is None or self.learning_rate > 0, f"--lr must be positive, not {self.learning_rate}"),
             (0 <= self.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}"),
-            (self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, not {self.warmup_steps}"),
+            (self.warmup_steps is None or self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, not {self.warmup_steps}"),
             (self.weight_decay >= 0, f"--weight-decay must be 0 or more, not {self.weight_decay}"),
             (self.grad_clip > 0, f"--grad-clip must be positive, not {self.grad_clip}"),
             (self.max_steps is None or self.max_steps > 0, f"--max-steps must be positive, not {self.max_steps}"),
             (self.epochs is None or self.epochs > 0, f"--epochs must be positive, not {self.epochs}"),
             (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, not {self.time_budget}"),
-            (self.eval_every > 0, f"--eval-every must be positive, not {self.eval_every}"),
+            (self.eval_every is None or self.eval_every > 0, f"--eval-every must be positive, not {self.eval_every}"),
+            (self.eval_tokens is None or self.eval_tokens > 0, f"eval_tokens must be positive, not {self.eval_tokens}"),
             (self.patience is None or self.patience > 0, f"--patience must be positive, not {self.patience}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+
+    def with_defaults(self, **defaults) -> TrainConfig:
+        """A copy with each setting left unset (None) replaced by the given default."""
+        return replace(self, **{name: value for name, value in defaults.items() if getattr(self, name) is None})
 
 
 class TrainingTask(Protocol):
@@ -68,8 +81,10 @@ class TrainingTask(Protocol):
     def training_loss(self, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, int]:
         """Loss on the next training batch, and the number of tokens it covered."""
 
-    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        """Metrics on the validation data; must include 'val_loss' (lower is better)."""
+    def evaluate(self, model: nn.Module, device: torch.device, max_tokens: int | None = None) -> dict[str, float]:
+        """Metrics on the validation data; must include 'val_loss' (lower is better). With
+        max_tokens, a task may score only about that many validation tokens, the same ones every
+        time, and then says which share of the data it scored as 'val_fraction'."""
 
     def data_state(self) -> dict:
         """Where the batches are, so a resumed run reads exactly the same data."""
@@ -177,7 +192,10 @@ def _as_python_random_state(state):
 
 
 class Trainer:
-    """Runs a TrainingTask to a stop condition, writing best.pt, last.pt and log.jsonl to run_dir."""
+    """Runs a TrainingTask to a stop condition, writing best.pt, last.pt and log.jsonl to run_dir.
+
+    settings_note, when given, says how settings the user left unset were chosen; it goes into
+    the start event (so into log.jsonl and onto the console)."""
 
     def __init__(
         self,
@@ -188,7 +206,11 @@ class Trainer:
         device: torch.device,
         amp_dtype: torch.dtype | None = None,
         on_event: Callable[[dict], None] | None = None,
+        settings_note: dict | None = None,
     ):
+        unset = [name for name in TASK_DEFAULTS if getattr(config, name) is None]
+        if unset:
+            raise ValueError(f"TrainConfig leaves {', '.join(unset)} unset; fill them with with_defaults() first")
         config.validate()
         self.task = task
         self.config = config
@@ -196,11 +218,15 @@ class Trainer:
         self.device = device
         self.amp_dtype = amp_dtype
         self.on_event = on_event or (lambda event: None)
+        self.settings_note = settings_note
         self.model = task.model.to(device)
         self.optimizer = make_optimizer(self.model, config)
         self.state = TrainState()
         self._pending_rng: dict | None = None  # RNG states to restore when a resumed run starts
         self._log_handle = None
+        self._clock: tuple[float, float] | None = None  # (perf_counter, elapsed) when this session began
+        self._full_eval_seconds = 0.0  # measured cost of scoring the whole validation split
+        self._save_seconds = 0.0  # measured cost of writing a checkpoint
 
     # -- resume --------------------------------------------------------------------------------
 
@@ -226,13 +252,26 @@ class Trainer:
             limits.append(max(1, math.ceil(self.config.epochs * self.task.steps_per_epoch)))
         return min(limits) if limits else None
 
+    def _reserve(self) -> float:
+        """Seconds of the budget kept for what closes a run, as measured so far: scoring the whole
+        validation split (with partial periodic evaluations: the part they score, then the whole
+        split for the final model and an earlier best) and writing the checkpoints."""
+        partial = self._eval_fraction
+        closing_evaluations = 2.0 + partial if partial else 1.0  # the final model, an earlier best, the part
+        return self._full_eval_seconds * closing_evaluations + 3 * self._save_seconds
+
     def _estimate_total(self, seconds_per_step: float) -> int:
         """Under a time budget, the schedule's length is the number of steps the remaining time
         allows at the measured speed (capped by any step or epoch limit)."""
-        remaining = max(0.0, self.config.time_budget - self.state.elapsed)
+        remaining = max(0.0, self.config.time_budget - self._reserve() - self.state.elapsed)
         total = self.state.step + int(remaining / max(seconds_per_step, 1e-9))
         limit = self._stop_steps()
         return min(total, limit) if limit is not None else total
+
+    def _tick(self) -> None:
+        """Bring state.elapsed up to now: training time, evaluations included, across sessions."""
+        started, elapsed_then = self._clock
+        self.state.elapsed = elapsed_then + (time.perf_counter() - started)
 
     def run(self) -> TrainResult:
         cfg = self.config
@@ -249,21 +288,23 @@ class Trainer:
         if self.state.total_steps is None or cfg.time_budget is None:
             # Without a time budget the schedule length is known now; with one, it is set
             # provisionally and re-estimated from the measured speed below.
-            self.state.total_steps = step_limit if step_limit is not None else 10**9
+            self.state.total_steps = step_limit if step_limit is not None else UNKNOWN_TOTAL
         self._log_handle = open(self.run_dir / "log.jsonl", "a", encoding="utf-8")
         num_params = sum(p.numel() for p in self.model.parameters())
-        self._emit({"event": "start", "step": self.state.step, "total_steps": self.state.total_steps,
-                    "parameters": num_params, "device": str(device),
-                    "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
-                    "time_budget": cfg.time_budget})
+        start_event = {"event": "start", "step": self.state.step, "total_steps": self.state.total_steps,
+                       "parameters": num_params, "device": str(device),
+                       "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+                       "time_budget": cfg.time_budget}
+        if self.settings_note:
+            start_event["settings"] = self.settings_note
+        self._emit(start_event)
         stop_reason = None
-        session_start = time.perf_counter()
-        elapsed_at_start = self.state.elapsed
+        self._clock = (time.perf_counter(), self.state.elapsed)
         calibration_start: tuple[int, float] | None = None
         self.model.train()
         with _StopRequest() as stop:
             while stop_reason is None:
-                stop_reason = self._train_step(session_start, elapsed_at_start)
+                stop_reason = self._train_step()
                 if cfg.time_budget is not None:
                     # Measure the speed over 10 steps after the first few (kernel warm-up).
                     if calibration_start is None and self.state.step >= 3:
@@ -272,7 +313,7 @@ class Trainer:
                         per_step = (self.state.elapsed - calibration_start[1]) / 10
                         self.state.total_steps = self._estimate_total(per_step)
                 if stop_reason is None and self.state.step % cfg.eval_every == 0:
-                    improved = self._evaluate_and_save()
+                    improved = self._evaluate_and_save(partial=cfg.eval_tokens is not None)
                     if cfg.time_budget is not None:
                         # Evaluations take time too: re-estimate with the average step so far.
                         per_step = self.state.elapsed / max(1, self.state.step)
@@ -284,17 +325,18 @@ class Trainer:
         if stop_reason == "interrupted":
             self._save("last.pt")  # at once: whoever pressed Ctrl-C is waiting
         elif stop_reason != "diverged":  # a diverged model must not overwrite good checkpoints
-            already_evaluated = bool(self.state.history) and self.state.history[-1]["step"] == self.state.step
-            if not already_evaluated:
-                self._evaluate_and_save()
-        final_metrics = self.state.history[-1] if self.state.history and stop_reason != "diverged" else {}
+            self._final_evaluations()
+        self._tick()
+        final_metrics = _last_complete(self.state.history) if stop_reason != "diverged" else {}
+        best = best_record(self.state.history, self.state.best_step)
         self._emit({"event": "end", "step": self.state.step, "reason": stop_reason,
-                    "elapsed": self.state.elapsed, "best_val_loss": self.state.best_val_loss,
+                    "elapsed": self.state.elapsed,
+                    "best_val_loss": best["val_loss"] if best else self.state.best_val_loss,
                     "best_step": self.state.best_step})
         self._log_handle.close()
         return TrainResult(self.state, stop_reason, self.run_dir, final_metrics)
 
-    def _train_step(self, session_start: float, elapsed_at_start: float) -> str | None:
+    def _train_step(self) -> str | None:
         """One optimiser step on the task's next batch; returns "diverged" if the loss is not
         finite (the update is then not applied)."""
         cfg = self.config
@@ -315,7 +357,7 @@ class Trainer:
         self.optimizer.step()
         self.state.step += 1
         self.state.tokens_seen += tokens
-        self.state.elapsed = elapsed_at_start + (time.perf_counter() - session_start)
+        self._tick()
         self._emit({"event": "step", "step": self.state.step, "loss": loss_value, "lr": lr,
                     "grad_norm": float(grad_norm), "tokens": self.state.tokens_seen,
                     "elapsed": self.state.elapsed, "total_steps": self.state.total_steps})
@@ -328,15 +370,47 @@ class Trainer:
         if limit is not None and self.state.step >= limit:
             return "max_steps" if self.config.max_steps == limit else "epochs"
         if self.config.time_budget is not None:
-            if self.state.elapsed >= self.config.time_budget or self.state.step >= (self.state.total_steps or 0):
+            # Stop when one more step (at the average pace so far) would leave too little of the
+            # budget for the closing evaluations, so the run ends within its budget.
+            next_step = self.state.elapsed / max(1, self.state.step)
+            if self.state.elapsed + next_step + self._reserve() > self.config.time_budget:
+                return "time_budget"
+            if self.state.step >= (self.state.total_steps or 0):
                 return "time_budget"
         return None
 
-    def _evaluate_and_save(self) -> bool:
+    @property
+    def _eval_fraction(self) -> float:
+        """The share of the validation data a partial evaluation scored (0 if none was partial)."""
+        partial = [h for h in self.state.history if h.get("partial")]
+        return partial[-1]["val_fraction"] if partial else 0.0
+
+    def _score(self, *, partial: bool) -> dict:
+        """Evaluate the model as it is now, on part (partial) or all of the validation data, and
+        time it: the time of a whole-split evaluation is what the budget keeps for the end."""
+        started = time.perf_counter()
         self.model.eval()
         with torch.no_grad(), autocast(self.device, self.amp_dtype):
-            metrics = self.task.evaluate(self.model, self.device)
+            metrics = self.task.evaluate(self.model, self.device, self.config.eval_tokens if partial else None)
         self.model.train()
+        seconds = time.perf_counter() - started
+        self._full_eval_seconds = seconds / max(metrics.get("val_fraction", 1.0), 1e-6)
+        self._tick()
+        return metrics
+
+    def _record(self, metrics: dict, *, partial: bool, step: int | None = None) -> dict:
+        record = {"step": self.state.step if step is None else step, "elapsed": round(self.state.elapsed, 3),
+                  "tokens": self.state.tokens_seen, **metrics}
+        if partial:
+            record["partial"] = True
+        self.state.history.append(record)
+        return record
+
+    def _evaluate_and_save(self, *, partial: bool = False) -> bool:
+        """An evaluation that may choose best.pt: its figure is compared with the best so far
+        (always figures of the same kind: all partial, or all on the whole split)."""
+        metrics = self._score(partial=partial)
+        partial = metrics.get("val_fraction", 1.0) < 1.0  # a split smaller than the part is scored whole
         val_loss = metrics["val_loss"]
         improved = val_loss < self.state.best_val_loss
         if improved:
@@ -345,13 +419,43 @@ class Trainer:
             self.state.evals_without_improvement = 0
         else:
             self.state.evals_without_improvement += 1
-        record = {"step": self.state.step, "elapsed": round(self.state.elapsed, 3), "tokens": self.state.tokens_seen, **metrics}
-        self.state.history.append(record)
+        record = self._record(metrics, partial=partial)
         self._emit({"event": "eval", **record, "best_val_loss": self.state.best_val_loss, "improved": improved})
         self._save("last.pt")
         if improved:
             self._save("best.pt")
         return improved
+
+    def _final_evaluations(self) -> None:
+        """The evaluations that close a run. The finished model competes for best.pt on the same
+        kind of figure as every earlier evaluation, then is scored on the whole validation split,
+        so the final figure reported is always a whole-split one. With partial evaluations, an
+        earlier best.pt is scored on the whole split too, and the two whole-split figures decide
+        which model best.pt keeps (a part of the split may rank two close models wrongly)."""
+        history = self.state.history
+        if not (history and history[-1]["step"] == self.state.step):
+            self._evaluate_and_save(partial=self.config.eval_tokens is not None)
+        if not history[-1].get("partial"):
+            return
+        partial_figure = history[-1]["val_loss"]
+        final = self._record(self._score(partial=False), partial=False)
+        self._emit({"event": "eval", **final, "best_val_loss": self.state.best_val_loss, "improved": False})
+        best_path = self.run_dir / "best.pt"
+        if self.state.best_step != self.state.step and best_path.exists():
+            best = load_checkpoint(best_path)
+            final_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(best["model_state"])
+            earlier = self._record(self._score(partial=False), partial=False, step=self.state.best_step)
+            self.model.load_state_dict(final_weights)
+            if final["val_loss"] < earlier["val_loss"]:
+                self.state.best_step, self.state.best_val_loss = self.state.step, partial_figure
+            else:
+                best["train_state"]["history"].append(earlier)
+                save_checkpoint(best, best_path)
+            self._emit({"event": "eval", **earlier, "best_val_loss": self.state.best_val_loss, "improved": False})
+        self._save("last.pt")
+        if self.state.best_step == self.state.step:
+            self._save("best.pt")
 
     def _save(self, name: str) -> None:
         payload = {
@@ -364,13 +468,32 @@ class Trainer:
             "rng_state": _rng_state(self.device),
             "resumable": True,
         }
+        started = time.perf_counter()
         save_checkpoint(payload, self.run_dir / name)
+        self._save_seconds = time.perf_counter() - started
 
     def _emit(self, event: dict) -> None:
         if self._log_handle is not None:
             self._log_handle.write(json.dumps(event) + "\n")
             self._log_handle.flush()
         self.on_event(event)
+
+
+UNKNOWN_TOTAL = 10**9  # the schedule length of a time-budget run until its speed is measured
+
+
+def best_record(history: list[dict], best_step: int) -> dict | None:
+    """The evaluation record of the best step: its whole-split one where there is one."""
+    records = [h for h in history if h["step"] == best_step]
+    complete = [h for h in records if not h.get("partial")]
+    return (complete or records or [None])[-1]
+
+
+def _last_complete(history: list[dict]) -> dict:
+    """The latest evaluation record, preferring a whole-split one of the same step."""
+    if not history:
+        return {}
+    return best_record(history, max(h["step"] for h in history)) or {}
 
 
 # -- run folders -------------------------------------------------------------------------------

@@ -187,3 +187,52 @@ def test_checkpoint_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "ckpt.pt").stat().st_mode & 0o777 == 0o644
+
+
+class ScriptedTask:
+    """A task whose evaluations return figures from a script, by the step the model's weights
+    come from (a buffer saved with them) and by whether the evaluation is partial."""
+
+    steps_per_epoch = 1000
+
+    def __init__(self, partial: dict, whole: dict):
+        self.model = torch.nn.Linear(2, 1)
+        self.model.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
+        self.partial, self.whole = partial, whole
+
+    def training_loss(self, model, device):
+        model.trained_steps += 1
+        return model(torch.ones(1, 2)).pow(2).sum(), 1
+
+    def evaluate(self, model, device, max_tokens=None):
+        step = int(model.trained_steps)
+        if max_tokens is None:
+            return {"val_loss": self.whole.get(step, 9.0), "val_fraction": 1.0}
+        return {"val_loss": self.partial.get(step, 9.0), "val_fraction": 0.25}
+
+    def data_state(self):
+        return {}
+
+    def load_data_state(self, state):
+        pass
+
+    def checkpoint_fields(self):
+        return {"task": "scripted"}
+
+
+@pytest.mark.parametrize("whole_prefers_final", [True, False])
+def test_partial_evaluations_choose_best_and_the_whole_split_settles_it(tmp_path, whole_prefers_final):
+    from charrnn.train import Trainer, best_record
+
+    # Partial figures rank step 2 above the final step 4; the whole split may disagree.
+    whole = {2: 1.0, 4: 0.9 if whole_prefers_final else 1.1}
+    task = ScriptedTask(partial={2: 1.0, 4: 1.05}, whole=whole)
+    config = TrainConfig(learning_rate=1e-3, warmup_steps=1, eval_every=2, eval_tokens=10, max_steps=4, patience=None)
+    result = Trainer(task, config, tmp_path, device=torch.device("cpu")).run()
+    assert result.final_metrics["val_fraction"] == 1.0 and result.final_metrics["val_loss"] == whole[4]
+    best = load_checkpoint(tmp_path / "best.pt")
+    kept_step = 4 if whole_prefers_final else 2
+    assert result.state.best_step == kept_step and int(best["model_state"]["trained_steps"]) == kept_step
+    # What the summary reports for the best model is its whole-split figure, in the file too.
+    assert best_record(result.state.history, kept_step)["val_loss"] == whole[kept_step]
+    assert best_record(best["train_state"]["history"], kept_step)["val_loss"] == whole[kept_step]

@@ -27,6 +27,9 @@ from ..vocab import Vocab
 
 TASK = "classifier"
 PRETRAINING_TASK = "classifier_pretraining"
+# Training settings a caller leaves unset (the CLI's defaults, chosen on rt-polarity folds).
+TRAIN_DEFAULTS = dict(learning_rate=5e-3, warmup_steps=50, eval_every=100)
+PRETRAIN_DEFAULTS = dict(learning_rate=3e-3, warmup_steps=50, eval_every=100)
 CLASSIFIER_SPECIALS = ("<pad>", "<unk>")
 PAD, UNK = 0, 1
 EVAL_BATCH = 256
@@ -167,7 +170,8 @@ class ClassificationTask:
         loss = torch.nn.functional.cross_entropy(model.recurrent_logits(inputs["tokens"], inputs["lengths"]), targets)
         return loss, int(inputs["lengths"].sum())
 
-    def evaluate(self, model, device) -> dict[str, float]:
+    def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
+        # Scores all of its validation data whatever max_tokens says (small enough to).
         mixing = {}
         if model.config.ngram_buckets:
             recurrent, scores = self.validation_logit_parts(model, device)
@@ -241,7 +245,8 @@ class PretrainingTask:
         tokens, lengths = pad_batch([self.train_ids[i] for i in self.batches.next()], PAD, device)
         return model(tokens, lengths), int(lengths.sum())
 
-    def evaluate(self, model, device) -> dict[str, float]:
+    def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
+        # Scores all of its validation data whatever max_tokens says (small enough to).
         total, count = 0.0, 0
         for start in range(0, len(self.val_ids), EVAL_BATCH):
             tokens, lengths = pad_batch(self.val_ids[start : start + EVAL_BATCH], PAD, device)
@@ -341,7 +346,7 @@ def train_classifier(
             raise UsageError("give the labelled data to train on: a text<TAB>label file, or one file per class")
         data = data or ClassificationDataConfig()
         data.validate()
-        train = train or TrainConfig()
+        train = (train or TrainConfig()).with_defaults(**TRAIN_DEFAULTS)
         train.validate()
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(data_paths)
         claim_run_dir(run_dir, overwrite=overwrite)
@@ -372,6 +377,7 @@ def train_classifier(
         model.set_ngram_counts(NgramCounts.of(train_inputs.ngrams + val_inputs.ngrams, train_set.labels + val_set.labels,
                                               len(label_names)))
     if payload is None and pretrain is not None:
+        pretrain = pretrain.with_defaults(**PRETRAIN_DEFAULTS)
         pretraining = pretrain_encoder(model, train_inputs.tokens, val_inputs.tokens, data=data, pretrain=pretrain,
                                        run_dir=run_dir / "pretrain", device=torch_device, amp_dtype=amp_dtype,
                                        on_event=on_event)

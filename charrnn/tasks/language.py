@@ -5,13 +5,17 @@ per token, bits per character and perplexity; sampling streams text from a check
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..adaptive import (EVAL_TOKENS, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, RunLength, Settings, choose_settings,
+                        probe_step_costs)
 from ..cells import State
 from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
@@ -24,11 +28,12 @@ from ..data import (
     stage_corpus,
     validation_windows,
 )
-from ..devices import resolve_device, resolve_precision
+from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import CharrnnError, UsageError
 from ..models.language_model import LanguageModel, LanguageModelConfig
 from ..sampling import SamplingConfig, generate
-from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+from ..train import (Trainer, TrainConfig, TrainResult, claim_run_dir, make_optimizer, resume_checkpoint_path,
+                     resumed_train_config)
 from ..vocab import Vocab, format_characters
 
 TASK = "language_model"
@@ -37,8 +42,8 @@ LN2 = math.log(2)
 
 @dataclass
 class LanguageDataConfig:
-    batch_size: int = 64
-    seq_len: int = 128
+    batch_size: int | None = None  # None: chosen from the measured speed (see adaptive.py)
+    seq_len: int | None = None  # None: chosen likewise
     val_frac: float = 0.1
     tokenizer: str = "char"
     vocab_size: int = 2000  # BPE only
@@ -46,9 +51,9 @@ class LanguageDataConfig:
     eval_streams: int = 16
 
     def validate(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.seq_len < 1:
+        if self.seq_len is not None and self.seq_len < 1:
             raise UsageError(f"--seq-len must be at least 1, not {self.seq_len}")
         if self.tokenizer not in ("char", "bpe"):
             raise UsageError(f"unknown --tokenizer {self.tokenizer!r}; choose char or bpe")
@@ -101,11 +106,17 @@ class LanguageModelTask:
         self.state = _detach(state)
         return loss, x.numel()
 
-    def evaluate(self, model, device) -> dict[str, float]:
+    def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
+        """Nats per token over the validation split, read as eval_streams parallel streams with the
+        state carried. With max_tokens, only the first windows of every stream, about max_tokens
+        tokens in all: the same tokens every time, so partial figures compare with each other."""
         total_nats = 0.0
         total_tokens = 0
         state = None
-        for x, y in validation_windows(self.tokens, self.val_start, len(self.tokens), self.data.eval_streams, max(self.data.seq_len, 256)):
+        window = max(self.data.seq_len, 256)
+        for x, y in validation_windows(self.tokens, self.val_start, len(self.tokens), self.data.eval_streams, window):
+            if max_tokens is not None and total_tokens >= max_tokens:
+                break
             x, y = x.to(device), y.to(device)
             if state is None:
                 state = model.init_state(x.shape[0], device)
@@ -116,11 +127,13 @@ class LanguageModelTask:
             total_nats += float(nats)
             total_tokens += y.numel()
         val_loss = total_nats / total_tokens
-        chars = self._val_chars * total_tokens / max(1, len(self.tokens) - self.val_start - 1)
+        all_tokens = len(self.tokens) - self.val_start - 1
+        chars = self._val_chars * total_tokens / max(1, all_tokens)
         return {
             "val_loss": val_loss,
             "val_bpc": total_nats / chars / LN2,
             "val_ppl": math.exp(min(val_loss, 50.0)),
+            "val_fraction": total_tokens / all_tokens,
         }
 
     def data_state(self) -> dict:
@@ -184,12 +197,17 @@ def train_language_model(
 ) -> TrainResult:
     """Train a language model on a corpus file (or '-' for stdin), or resume a run.
 
-    model_config holds LanguageModelConfig fields except vocab_size. On resume, the model, data
-    and training settings come from the checkpoint; stop conditions given in train replace the
-    saved ones (max_steps, epochs, time_budget); corpus may be None to read the run's own corpus.
+    model_config holds LanguageModelConfig fields except vocab_size. The batch shape, learning
+    rate, warm-up and evaluation cadence left unset (None) are chosen from the measured cost of a
+    training step on this device (see adaptive.choose_settings); the timing counts inside a time
+    budget. On resume, the model, data and training settings come from the checkpoint; stop
+    conditions given in train replace the saved ones (max_steps, epochs, time_budget); corpus
+    may be None to read the run's own corpus.
     """
     torch_device = resolve_device(device)
     amp_dtype = resolve_precision(precision, torch_device)
+    settings = None
+    probe_seconds = 0.0
     if resume is not None:
         payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
         if corpus is None:
@@ -212,17 +230,77 @@ def train_language_model(
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(corpus)
         claim_run_dir(run_dir, overwrite=overwrite)
         vocab, tokens, corpus_file = prepare_corpus(corpus, data, run_dir, cache_dir=cache_dir)
+        model_config = {**(model_config or {}), "vocab_size": vocab.size}
+        if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
+                    model_config.get("dropout")):
+            started = time.perf_counter()
+            probe = LanguageModel(LanguageModelConfig(**{**model_config, "dropout": model_config.get("dropout") or 0.0}))
+            settings = fit_settings_to_machine(probe, data, train, dropout=model_config.get("dropout"),
+                                               train_tokens=split_point(len(tokens), data.val_frac),
+                                               device=torch_device, amp_dtype=amp_dtype)
+            probe_seconds = time.perf_counter() - started
+            data = replace(data, batch_size=settings.batch_size, seq_len=settings.seq_len)
+            train = replace(train, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
+                            eval_every=settings.eval_every)
+            model_config["dropout"] = settings.dropout
         # Seed before building the model so its initial weights are reproducible too.
         torch.manual_seed(train.seed)
-        config = LanguageModelConfig(vocab_size=vocab.size, **(model_config or {}))
-        model = LanguageModel(config)
+        model = LanguageModel(LanguageModelConfig(**model_config))
+        if train.eval_tokens is None:
+            train = replace(train, eval_tokens=EVAL_TOKENS)
     corpus_name = "<stdin>" if corpus == "-" else Path(corpus).name
     corpus_path = None if corpus == "-" else str(corpus_file.resolve())
     task = LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name, corpus_path=corpus_path)
-    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
+    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event,
+                      settings_note=settings.note() if settings else None)
     if resume is not None:
         trainer.load_resume_payload(payload)
+    else:
+        trainer.state.elapsed = probe_seconds  # the timing was part of the budget
     return trainer.run()
+
+
+def fit_settings_to_machine(probe: LanguageModel, data: LanguageDataConfig, train: TrainConfig, *,
+                            dropout: float | None, train_tokens: int, device: torch.device,
+                            amp_dtype: torch.dtype | None) -> Settings:
+    """Time training steps of a model like the one to train (probe) at candidate batch shapes
+    (random tokens: the cost does not depend on them), then choose the settings left unset
+    (None) from those costs."""
+    probe = probe.to(device).train()
+    optimizer = make_optimizer(probe, train.with_defaults(learning_rate=1e-3))
+    tokens = torch.Generator().manual_seed(0)
+
+    def time_step(batch_size: int, seq_len: int) -> float:
+        x = torch.randint(probe.config.vocab_size, (batch_size, seq_len + 1), generator=tokens).to(device)
+        state = probe.init_state(batch_size, device)
+        seconds = []
+        for _ in range(PROBE_STEPS + 1):
+            started = time.perf_counter()
+            with autocast(device, amp_dtype):
+                _, _, loss = probe(x[:, :-1], state, targets=x[:, 1:])
+            loss.item()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(probe.parameters(), train.grad_clip)
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - started)
+        return statistics.median(seconds[1:])  # the first sets kernels up
+
+    # Batches too large for the corpus to give every stream one window are not tried.
+    largest = max(1, train_tokens // ((data.seq_len or SEQ_LEN) + 1))
+    budget = train.time_budget
+    length = RunLength(budget, train.max_steps, train.epochs, train_tokens)
+    costs = probe_step_costs(time_step, length, batch_size=data.batch_size, seq_len=data.seq_len, largest=largest,
+                             time_limit=PROBE_SHARE * budget if budget is not None else None)
+    if budget is not None:  # what is left of the budget after the timing
+        spent = sum(c.seconds for c in costs) * (PROBE_STEPS + 1)
+        length = replace(length, time_budget=max(budget - spent, 0.5 * budget))
+    precision = str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "fp32"
+    return choose_settings(costs, length, batch_size=data.batch_size, seq_len=data.seq_len,
+                           learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
+                           eval_every=train.eval_every, dropout=dropout, precision=precision)
 
 
 def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, dict]:

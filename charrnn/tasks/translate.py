@@ -22,6 +22,8 @@ from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_che
 from ..vocab import SEQ2SEQ_SPECIALS, Vocab
 
 TASK = "translator"
+# Training settings a caller leaves unset (the CLI's defaults, chosen on the dev pairs).
+TRAIN_DEFAULTS = dict(learning_rate=2e-3, warmup_steps=200, eval_every=500)
 PAD, UNK, BOS, EOS = (SEQ2SEQ_SPECIALS.index(t) for t in SEQ2SEQ_SPECIALS)
 
 
@@ -103,7 +105,8 @@ class TranslationTask:
         _, loss = model(source, lengths, target_in, target_out)
         return loss, int((target_out != PAD).sum())
 
-    def evaluate(self, model, device) -> dict[str, float]:
+    def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
+        # Scores all of its validation data whatever max_tokens says (small enough to).
         total, count = 0.0, 0
         for start in range(0, len(self.dev_pairs), 128):
             pairs = self.dev_pairs[start : start + 128]
@@ -181,7 +184,7 @@ def train_translator(
             raise UsageError("give a pair file to train on (source<TAB>target lines)")
         data = data or TranslationDataConfig()
         data.validate()
-        train = train or TrainConfig()
+        train = (train or TrainConfig()).with_defaults(**TRAIN_DEFAULTS)
         train.validate()
         run_dir = Path(run_dir) if run_dir is not None else Path("checkpoints") / Path(pairs_path).name.split(".")[0]
         claim_run_dir(run_dir, overwrite=overwrite)
