@@ -31,6 +31,9 @@ def make_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a small, fast version, to check that the script works")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="corpus file [default: tinyshakespeare.txt from the corpus folders]")
+    parser.add_argument("--precision", choices=("both", "fp32", "auto"), default="both",
+                        help="the training precision paths to measure [default: both]: fp32 (forced: what a CPU "
+                             "without fast bf16 gets) and auto (bf16 where the hardware runs it fast)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads, here and in charrnn children [default: 2]; use 1 while "
                              "something else keeps the cores busy: OpenMP threads that must wait for "
@@ -42,6 +45,26 @@ def set_threads(count: int) -> None:
     """Use `count` torch threads here and in every child (OMP_NUM_THREADS sets torch's default)."""
     torch.set_num_threads(count)
     os.environ["OMP_NUM_THREADS"] = str(count)
+
+
+def precision_paths(args: argparse.Namespace) -> list[tuple[str, torch.dtype | None]]:
+    """The precision paths to measure, each as (name, autocast dtype or None for fp32). auto is
+    left out where it resolves to fp32 (no fast bf16 here): the fp32 path measures it already."""
+    from charrnn.devices import resolve_precision
+
+    cpu = torch.device("cpu")
+    names = ["fp32", "auto"] if args.precision == "both" else [args.precision]
+    paths = [(name, resolve_precision(name, cpu)) for name in names]
+    if args.precision == "both" and paths[1][1] is None:
+        log("--precision auto is fp32 on this machine (no AMX): measuring the fp32 path only")
+        paths = paths[:1]
+    return paths
+
+
+def precision_label(name: str, dtype: torch.dtype | None) -> str:
+    """'fp32' or 'auto (bfloat16)'."""
+    resolved = "fp32" if dtype is None else str(dtype).replace("torch.", "")
+    return name if name == resolved else f"{name} ({resolved})"
 
 
 def corpus_path(args: argparse.Namespace) -> Path:

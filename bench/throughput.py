@@ -1,8 +1,10 @@
 """Training speed (characters per second) of charrnn's own loop against a bare PyTorch loop of exactly
 the same shape and precision: embedding + nn.LSTM + linear head, AdamW, gradient clipping, the same
-batch, window and autocast dtype, the same number of steps. The gap is charrnn's overhead.
+batch, window and autocast dtype, the same number of steps. The gap is charrnn's overhead. Measured
+at a small batch (16 x 64, what charrnn's defaults choose on a CPU, where a step's fixed costs
+weigh most) and at 64 x 128, on each precision path.
 
-    python bench/throughput.py [--steps 100] [--quick]
+    python bench/throughput.py [--steps 100] [--precision both|fp32|auto] [--quick]
 """
 
 from __future__ import annotations
@@ -15,31 +17,35 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import corpus_path, encode_corpus, log, make_parser, print_table, set_threads
+from common import (corpus_path, encode_corpus, log, make_parser, precision_label, precision_paths, print_table,
+                    set_threads)
 
-from charrnn.devices import autocast, resolve_precision
+from charrnn.devices import autocast
 from charrnn.tasks.language import LanguageDataConfig, train_language_model
 from charrnn.train import TrainConfig
 
-BATCH, SEQ_LEN = 64, 128  # charrnn's defaults
+# (hidden size, layers, batch, window)
+SHAPES = [(256, 2, 16, 64), (256, 2, 64, 128), (512, 2, 64, 128)]
 WARMUP = 5  # steps left out of the timing: the first steps set up kernels and optimiser state
 
 
-def chars_per_second(step_times: list[float], steps: int) -> float:
+def chars_per_second(step_times: list[float], steps: int, batch: int, seq_len: int) -> float:
     """step_times[k] is the time after step k + 1; time steps WARMUP+1 .. steps."""
-    return (steps - WARMUP) * BATCH * SEQ_LEN / (step_times[steps - 1] - step_times[WARMUP - 1])
+    return (steps - WARMUP) * batch * seq_len / (step_times[steps - 1] - step_times[WARMUP - 1])
 
 
-def run_charrnn(corpus: Path, hidden: int, layers: int, steps: int, work: Path) -> float:
+def run_charrnn(corpus: Path, shape: tuple, steps: int, work: Path, precision: str) -> float:
+    hidden, layers, batch, seq_len = shape
     times = []
     on_event = lambda e: times.append(e["elapsed"]) if e["event"] == "step" else None  # noqa: E731
-    # eval_every past the last step: no evaluation inside the timed steps. A small validation
-    # split keeps the one evaluation at the end short.
-    train_language_model(str(corpus), model_config={"hidden_size": hidden, "num_layers": layers},
-                         data=LanguageDataConfig(batch_size=BATCH, seq_len=SEQ_LEN, val_frac=0.01),
-                         train=TrainConfig(max_steps=steps, eval_every=steps + 1),
-                         run_dir=work / "run", cache_dir=work / "cache", overwrite=True, on_event=on_event)
-    return chars_per_second(times, steps)
+    # Every setting given, so nothing is timed before the run; eval_every past the last step: no
+    # evaluation inside the timed steps. A small validation split keeps the one at the end short.
+    train_language_model(str(corpus), model_config={"hidden_size": hidden, "num_layers": layers, "dropout": 0.0},
+                         data=LanguageDataConfig(batch_size=batch, seq_len=seq_len, val_frac=0.01),
+                         train=TrainConfig(max_steps=steps, learning_rate=3e-3, warmup_steps=10, eval_every=steps + 1),
+                         run_dir=work / "run", cache_dir=work / "cache", overwrite=True, on_event=on_event,
+                         precision=precision)
+    return chars_per_second(times, steps, batch, seq_len)
 
 
 class BareModel(nn.Module):
@@ -50,15 +56,18 @@ class BareModel(nn.Module):
         self.head = nn.Linear(hidden, vocab_size)
 
 
-def run_bare(streams: torch.Tensor, vocab_size: int, hidden: int, layers: int, steps: int, dtype) -> float:
-    """streams: (BATCH, L) token ids, read SEQ_LEN at a time with the state carried, as charrnn reads."""
+def run_bare(ids: torch.Tensor, vocab_size: int, shape: tuple, steps: int, dtype) -> float:
+    """ids read as `batch` streams, seq_len at a time with the state carried, as charrnn reads."""
+    hidden, layers, batch, seq_len = shape
     device = torch.device("cpu")
+    stream_len = len(ids) // batch
+    streams = ids[: batch * stream_len].view(batch, stream_len)  # (B, L), made before timing
     model = BareModel(vocab_size, hidden, layers)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1)
     state, times, start = None, [], time.perf_counter()
     for step in range(steps):
-        p = step * SEQ_LEN % (streams.shape[1] - SEQ_LEN - 1)
-        x, y = streams[:, p : p + SEQ_LEN], streams[:, p + 1 : p + SEQ_LEN + 1]
+        p = step * seq_len % (streams.shape[1] - seq_len - 1)
+        x, y = streams[:, p : p + seq_len], streams[:, p + 1 : p + seq_len + 1]
         with autocast(device, dtype):
             out, state = model.lstm(model.embedding(x), state)
             logits = model.head(out)
@@ -70,7 +79,7 @@ def run_bare(streams: torch.Tensor, vocab_size: int, hidden: int, layers: int, s
         optimizer.step()
         loss.item()  # charrnn reads the loss every step too
         times.append(time.perf_counter() - start)
-    return chars_per_second(times, steps)
+    return chars_per_second(times, steps, batch, seq_len)
 
 
 def main() -> None:
@@ -82,24 +91,23 @@ def main() -> None:
         parser.error(f"--steps must be more than {WARMUP + 1}")
     set_threads(args.threads)
     corpus = corpus_path(args)
-    dtype = resolve_precision("auto", torch.device("cpu"))
-    precision = "fp32" if dtype is None else str(dtype).replace("torch.", "")
     ids, chars = encode_corpus(corpus)
-    stream_len = len(ids) // BATCH
-    streams = ids[: BATCH * stream_len].view(BATCH, stream_len)  # (B, L), made before timing
-    shapes = [(256, 2)] if args.quick else [(256, 2), (512, 2)]
+    shapes = SHAPES[:1] if args.quick else SHAPES
     rows = []
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
-        for hidden, layers in shapes:
-            ours, bare = [], []
-            for attempt in range(2):  # alternate, so drift in the machine's speed hits both alike
-                ours.append(run_charrnn(corpus, hidden, layers, steps, Path(tmp)))
-                bare.append(run_bare(streams, len(chars), hidden, layers, steps, dtype))
-                log(f"{layers}x{hidden} run {attempt + 1}: charrnn {ours[-1]:,.0f} chars/s, bare {bare[-1]:,.0f} chars/s")
-            rows.append([f"LSTM {layers}x{hidden}", precision, f"{max(ours):,.0f}", f"{max(bare):,.0f}",
-                         f"{max(ours) / max(bare):.2f}"])
-    print_table(["shape", "precision", "charrnn chars/s", "bare chars/s", "ratio (target >= 0.90)"], rows,
-                title=f"Training throughput: batch {BATCH} x {SEQ_LEN}, {steps} steps a run ({WARMUP} untimed), best of 2")
+        for precision, dtype in precision_paths(args):
+            for shape in shapes:
+                hidden, layers, batch, seq_len = shape
+                ours, bare = [], []
+                for attempt in range(2):  # alternate, so drift in the machine's speed hits both alike
+                    ours.append(run_charrnn(corpus, shape, steps, Path(tmp), precision))
+                    bare.append(run_bare(ids, len(chars), shape, steps, dtype))
+                    log(f"{precision} {layers}x{hidden} {batch}x{seq_len} run {attempt + 1}: charrnn {ours[-1]:,.0f} chars/s, "
+                        f"bare {bare[-1]:,.0f} chars/s")
+                rows.append([f"LSTM {layers}x{hidden}", f"{batch} x {seq_len}", precision_label(precision, dtype),
+                             f"{max(ours):,.0f}", f"{max(bare):,.0f}", f"{max(ours) / max(bare):.2f}"])
+    print_table(["model", "batch", "precision", "charrnn chars/s", "bare chars/s", "ratio (target >= 0.90)"], rows,
+                title=f"Training throughput: {steps} steps a run ({WARMUP} untimed), best of 2")
 
 
 if __name__ == "__main__":

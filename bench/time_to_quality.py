@@ -1,8 +1,10 @@
 """Validation loss reached in the same wall-clock budget by `charrnn train` (the real CLI, default
-settings), a bare PyTorch LSTM loop as a typical user writes it, and a small nanoGPT-style
-transformer (their CPU recipe), run one after another. Every row uses the same validation protocol.
+settings), a bare PyTorch LSTM loop as a typical user writes it, a tuned stateful truncated-BPTT
+loop, and a small nanoGPT-style transformer (their CPU recipe), run one after another, on each
+precision path: fp32 (forced) and auto (bf16 where the CPU has AMX). Every row uses the same
+validation protocol.
 
-    python bench/time_to_quality.py [--budget 100] [--quick]
+    python bench/time_to_quality.py [--budget 100] [--precision both|fp32|auto] [--only-charrnn] [--quick]
 """
 
 from __future__ import annotations
@@ -19,9 +21,27 @@ from torch import nn
 from torch.nn import functional as F
 
 from common import (LN2, bench_env, charrnn_command, corpus_path, encode_corpus, evaluate_recurrent,
-                    evaluate_windowed, log, make_parser, print_table, set_threads, split)
+                    evaluate_windowed, log, make_parser, precision_label, precision_paths, print_table, set_threads,
+                    split)
+
+from charrnn.devices import autocast
+
+CPU = torch.device("cpu")
 
 QUICK_CHARS = 50_000
+
+
+def update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> None:
+    """One optimiser step on the loss, with the gradient norm clipped."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def baseline_row(name: str, model: nn.Module, steps: int, chars_per_step: int, elapsed: float, val_loss: float) -> dict:
+    return {"model": name, "parameters": sum(p.numel() for p in model.parameters()), "steps": steps,
+            "chars_per_s": steps * chars_per_step / elapsed, "val_loss": val_loss}
 
 
 def random_windows(train: torch.Tensor, batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,9 +54,10 @@ def random_windows(train: torch.Tensor, batch: int, length: int) -> tuple[torch.
 # -- (a) charrnn, through its command line --------------------------------------------------------
 
 
-def run_charrnn(corpus: Path, budget: float, work: Path, val: torch.Tensor, chars: list[str]) -> dict:
-    run_dir = work / "charrnn-run"
-    cmd = charrnn_command() + ["train", str(corpus), "--time-budget", str(budget), "--run-dir", str(run_dir), "-q"]
+def run_charrnn(corpus: Path, budget: float, work: Path, val: torch.Tensor, chars: list[str], precision: str) -> dict:
+    run_dir = work / f"charrnn-run-{precision}"
+    cmd = charrnn_command() + ["train", str(corpus), "--time-budget", str(budget), "--run-dir", str(run_dir),
+                               "--precision", precision, "-q"]
     log(f"charrnn: {' '.join(cmd)}")
     subprocess.run(cmd, env=bench_env(work / "cache"), check=True, stdout=subprocess.DEVNULL)
     events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
@@ -50,8 +71,11 @@ def run_charrnn(corpus: Path, budget: float, work: Path, val: torch.Tensor, char
     model, vocab, _ = load_language_model(run_dir / "best.pt", device="cpu")
     assert [vocab.decode([i]) for i in range(vocab.size)] == chars, "charrnn's ids differ from the baselines'"
     val_loss = evaluate_recurrent(lambda x, state: model(x, state)[:2], val)
-    log(f"  charrnn's own evaluation: {end['best_val_loss']:.4f} nats/char; shared protocol: {val_loss:.4f}")
-    return {"model": "charrnn train (LSTM 2x256, defaults)", "parameters": start["parameters"],
+    log(f"  charrnn's own evaluation: {end['best_val_loss']:.4f} nats/char; shared protocol: {val_loss:.4f}; "
+        f"elapsed {end['elapsed']:.1f} s")
+    settings = start.get("settings") or {}
+    shape = f"{settings['batch_size']}x{settings['seq_len']}, lr {settings['learning_rate']:.2g}" if settings else "given"
+    return {"model": f"charrnn train (LSTM 2x256, defaults: {shape})", "parameters": start["parameters"],
             "steps": end["step"], "chars_per_s": last_step["tokens"] / last_step["elapsed"],
             "val_loss": val_loss}
 
@@ -71,28 +95,56 @@ class CharLSTM(nn.Module):
         return self.head(out), state
 
 
-def run_bare_lstm(train: torch.Tensor, val: torch.Tensor, vocab_size: int, budget: float) -> dict:
+def run_bare_lstm(train: torch.Tensor, val: torch.Tensor, vocab_size: int, budget: float, dtype) -> dict:
     torch.manual_seed(0)
     model = CharLSTM(vocab_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < budget:
         x, y = random_windows(train, 64, 128)
-        logits, _ = model(x)  # a fresh zero state for every batch
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        with autocast(CPU, dtype):
+            logits, _ = model(x)  # a fresh zero state for every batch
+        update(model, optimizer, F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), clip=5.0)
         steps += 1
     elapsed = time.perf_counter() - start
     model.eval()
-    return {"model": "bare nn.LSTM 2x256 (Adam 2e-3, fp32)", "parameters": sum(p.numel() for p in model.parameters()),
-            "steps": steps, "chars_per_s": steps * 64 * 128 / elapsed,
-            "val_loss": evaluate_recurrent(model, val)}
+    return baseline_row("bare nn.LSTM 2x256 (Adam 2e-3, 64x128)", model, steps, 64 * 128, elapsed,
+                        evaluate_recurrent(model, val))
 
 
-# -- (c) a nanoGPT-style transformer (their shakespeare_char CPU recipe) -----------------------------
+# -- (c) a tuned stateful truncated-BPTT loop -------------------------------------------------------
+
+
+def run_tbptt_loop(train: torch.Tensor, val: torch.Tensor, vocab_size: int, budget: float, dtype) -> dict:
+    """The short loop a practised user writes: 64 contiguous streams read 64 characters at a time
+    with the state carried (and detached), AdamW at 4e-3 with cosine decay over the budget, one
+    evaluation at the end."""
+    torch.manual_seed(0)
+    batch, length, peak = 64, 64, 4e-3
+    model = CharLSTM(vocab_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=0.1, betas=(0.9, 0.99))
+    stream_len = len(train) // batch
+    streams = train[: batch * stream_len].view(batch, stream_len)  # (B, L)
+    steps, position, state, start = 0, 0, None, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < budget:
+        for group in optimizer.param_groups:
+            group["lr"] = peak * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+        if position + length + 1 > stream_len:
+            position, state = 0, None
+        x, y = streams[:, position : position + length], streams[:, position + 1 : position + length + 1]
+        position += length
+        with autocast(CPU, dtype):
+            logits, state = model(x, state)
+        state = tuple(s.detach() for s in state)
+        update(model, optimizer, F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), clip=1.0)
+        steps += 1
+    elapsed = time.perf_counter() - start
+    model.eval()
+    return baseline_row("stateful TBPTT loop 2x256 (AdamW 4e-3 cosine, 64x64)", model, steps, batch * length, elapsed,
+                        evaluate_recurrent(model, val))
+
+
+# -- (d) a nanoGPT-style transformer (their shakespeare_char CPU recipe) -----------------------------
 
 
 class Block(nn.Module):
@@ -133,7 +185,7 @@ class TinyGPT(nn.Module):
         return self.head(self.norm(self.blocks(h)))
 
 
-def run_transformer(train: torch.Tensor, val: torch.Tensor, vocab_size: int, budget: float) -> dict:
+def run_transformer(train: torch.Tensor, val: torch.Tensor, vocab_size: int, budget: float, dtype) -> dict:
     torch.manual_seed(0)
     block, peak, floor, warmup = 64, 1e-3, 1e-4, 100
     model = TinyGPT(vocab_size, block)
@@ -152,23 +204,21 @@ def run_transformer(train: torch.Tensor, val: torch.Tensor, vocab_size: int, bud
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = random_windows(train, 12, block)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        with autocast(CPU, dtype):
+            logits = model(x)
+        update(model, optimizer, F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), clip=1.0)
         steps += 1
     elapsed = time.perf_counter() - start
     model.eval()
     # Tied weights count once. (nanoGPT prints 0.80M for this recipe: it leaves out the positions.)
-    return {"model": "nanoGPT-style transformer 4x4x128, block 64", "parameters": sum(p.numel() for p in model.parameters()),
-            "steps": steps, "chars_per_s": steps * 12 * block / elapsed,
-            "val_loss": evaluate_windowed(model, val, block)}
+    return baseline_row("nanoGPT-style transformer 4x4x128, block 64", model, steps, 12 * block, elapsed,
+                        evaluate_windowed(model, val, block))
 
 
 def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("--budget", type=float, default=None, help="seconds of training per row [default: 100; 5 with --quick]")
+    parser.add_argument("--only-charrnn", action="store_true", help="no baseline rows (for long budgets, whose target is absolute)")
     args = parser.parse_args()
     budget = args.budget or (5.0 if args.quick else 100.0)
     set_threads(args.threads)
@@ -183,17 +233,25 @@ def main() -> None:
         ids, chars = encode_corpus(corpus)
         train, val = split(ids)
         log(f"corpus {corpus}: {len(ids):,} chars, vocabulary {len(chars)}, validation {len(val):,}; budget {budget:g} s a row")
-        rows = []
-        for name, run in [("charrnn", lambda: run_charrnn(corpus, budget, work, val, chars)),
-                          ("bare LSTM", lambda: run_bare_lstm(train, val, len(chars), budget)),
-                          ("transformer", lambda: run_transformer(train, val, len(chars), budget))]:
-            log(f"training {name} for {budget:g} s")
-            result = run()
-            log(f"  {result['steps']} steps, val {result['val_loss']:.4f} nats/char")
-            rows.append([result["model"], f"{result['parameters']:,}", result["steps"], f"{result['chars_per_s']:,.0f}",
-                         f"{result['val_loss']:.3f}", f"{result['val_loss'] / LN2:.3f}"])
-    print_table(["model", "parameters", "steps", "chars/s trained", "val nats/char", "val bpc"], rows,
-                title=f"Time to quality: {budget:g} s of training each, validation = last 10% of {label}")
+        for precision, dtype in precision_paths(args):
+            runs = [("charrnn", lambda: run_charrnn(corpus, budget, work, val, chars, precision))]
+            if not args.only_charrnn:
+                runs += [("bare LSTM", lambda: run_bare_lstm(train, val, len(chars), budget, dtype)),
+                         ("TBPTT loop", lambda: run_tbptt_loop(train, val, len(chars), budget, dtype)),
+                         ("transformer", lambda: run_transformer(train, val, len(chars), budget, dtype))]
+            rows, losses = [], []
+            for name, run in runs:
+                log(f"training {name} for {budget:g} s, precision {precision_label(precision, dtype)}")
+                result = run()
+                log(f"  {result['steps']} steps, val {result['val_loss']:.4f} nats/char")
+                losses.append(result["val_loss"])
+                rows.append([result["model"], f"{result['parameters']:,}", result["steps"], f"{result['chars_per_s']:,.0f}",
+                             f"{result['val_loss']:.3f}", f"{result['val_loss'] / LN2:.3f}"])
+            if len(losses) > 1:
+                log(f"charrnn against the best baseline: {losses[0] - min(losses[1:]):+.3f} nats/char")
+            print_table(["model", "parameters", "steps", "chars/s trained", "val nats/char", "val bpc"], rows,
+                        title=f"Time to quality: {budget:g} s of training each, precision {precision_label(precision, dtype)}, "
+                              f"validation = last 10% of {label}")
 
 
 if __name__ == "__main__":
