@@ -71,7 +71,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Parallel streams per batch \\[default: chosen from the measured speed].", rich_help_panel="Optimisation")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Truncated-BPTT window length \\[default: 64].", rich_help_panel="Optimisation")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW) \\[default: grows with the batch].", rich_help_panel="Optimisation")] = None,
-    min_lr_ratio: Annotated[float, typer.Option(help="Final learning rate as a fraction of the peak.", rich_help_panel="Optimisation")] = 0.1,
+    min_lr_ratio: Annotated[Optional[float], typer.Option(help="Final learning rate as a fraction of the peak \\[default: 0].", rich_help_panel="Optimisation")] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warm-up steps \\[default: 5% of the run].", rich_help_panel="Optimisation")] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = 0.1,
     grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.", rich_help_panel="Optimisation")] = 1.0,

@@ -28,13 +28,13 @@ from .errors import CharrnnError, UsageError
 
 # The settings a task may leave unset (None) for its own default, which the language model
 # chooses from the measured speed of this machine (see adaptive.py).
-TASK_DEFAULTS = ("learning_rate", "warmup_steps", "eval_every")
+TASK_DEFAULTS = ("learning_rate", "min_lr_ratio", "warmup_steps", "eval_every")
 
 
 @dataclass
 class TrainConfig:
     learning_rate: float | None = None  # None: the task's default
-    min_lr_ratio: float = 0.1  # the cosine decays to learning_rate * min_lr_ratio
+    min_lr_ratio: float | None = None  # the cosine decays to learning_rate * min_lr_ratio; None: the task's default
     warmup_steps: int | None = None  # None: the task's default
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -51,7 +51,8 @@ class TrainConfig:
     def validate(self) -> None:
         checks = [
             (self.learning_rate is None or self.learning_rate > 0, f"--lr must be positive, not {self.learning_rate}"),
-            (0 <= self.min_lr_ratio <= 1, f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}"),
+            (self.min_lr_ratio is None or 0 <= self.min_lr_ratio <= 1,
+             f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}"),
             (self.warmup_steps is None or self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, not {self.warmup_steps}"),
             (self.weight_decay >= 0, f"--weight-decay must be 0 or more, not {self.weight_decay}"),
             (self.grad_clip > 0, f"--grad-clip must be positive, not {self.grad_clip}"),

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adaptive import (EVAL_TOKENS, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, RunLength, Settings, choose_settings,
-                        probe_step_costs)
+from ..adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, RunLength, Settings,
+                        choose_settings, probe_step_costs)
 from ..cells import State
 from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
@@ -246,8 +246,7 @@ def train_language_model(
         # Seed before building the model so its initial weights are reproducible too.
         torch.manual_seed(train.seed)
         model = LanguageModel(LanguageModelConfig(**model_config))
-        if train.eval_tokens is None:
-            train = replace(train, eval_tokens=EVAL_TOKENS)
+        train = train.with_defaults(min_lr_ratio=MIN_LR_RATIO, eval_tokens=EVAL_TOKENS)
     corpus_name = "<stdin>" if corpus == "-" else Path(corpus).name
     corpus_path = None if corpus == "-" else str(corpus_file.resolve())
     task = LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name, corpus_path=corpus_path)
