@@ -259,7 +259,10 @@ class Trainer:
         split for the final model and an earlier best) and writing the checkpoints."""
         partial = self._eval_fraction
         closing_evaluations = 2.0 + partial if partial else 1.0  # the final model, an earlier best, the part
-        return self._full_eval_seconds * closing_evaluations + 3 * self._save_seconds
+        # Writing best.pt after the last periodic evaluation, reading an earlier best.pt back,
+        # then rewriting it with its whole-split figure or writing the final model as best.pt,
+        # and last.pt: four checkpoint reads and writes, and one more for a disk that slows down.
+        return self._full_eval_seconds * closing_evaluations + 5 * self._save_seconds
 
     def _estimate_total(self, seconds_per_step: float) -> int:
         """Under a time budget, the schedule's length is the number of steps the remaining time
