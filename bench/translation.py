@@ -1,11 +1,16 @@
 """Translation quality and speed of trained translator checkpoints on their held-out test pairs:
 BLEU and chrF (sacrebleu), greedy and beam search, and sentences per second with batch decoding,
-beside the same greedy search run one sentence at a time. Give the attention model and the
+beside the same greedy search run one sentence at a time. Every source is also given as people
+type it (lower-cased, no final punctuation), read as typed and through charrnn's normalisation
+(normalise.as_written_sentence), with and without n-gram blocking; "looping" counts the outputs
+in which a 3-gram of words occurs more than twice. Give the attention model and the
 equal-budget model without attention to see what attention buys.
 
     charrnn translate train spa-eng.tsv.gz --time-budget 3600 --run-dir runs/attention
     charrnn translate train spa-eng.tsv.gz --time-budget 3600 --attention none --run-dir runs/plain
     python bench/translation.py runs/attention/best.pt runs/plain/best.pt [--beam 5] [--limit N]
+
+Settings are chosen with --split dev (the pairs that also chose the checkpoint), never on test.
 """
 
 from __future__ import annotations
@@ -25,34 +30,55 @@ def describe(payload: dict) -> str:
             f"attention {cfg['attention']}")
 
 
+def as_people_type_it(sentence: str) -> str:
+    """A Tatoeba source as it is typed into a shell: lower-cased, without its final punctuation."""
+    return sentence.lower().rstrip().rstrip(".!?…").rstrip()
+
+
 def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("checkpoints", nargs="+", type=Path, help="translator checkpoints to compare")
     parser.add_argument("--beam", type=int, default=5, help="beam size beside greedy [default: 5]")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test pairs [default: all; 200 with --quick]")
+    parser.add_argument("--split", choices=("test", "dev"), default="test",
+                        help="held-out pairs to score [default: test]; choose settings on dev")
+    parser.add_argument("--no-repeat", type=lambda text: [int(n) for n in text.split(",")], default=None,
+                        help="n-gram sizes to block, comma-separated; 0 is no blocking [default: 0 and charrnn's]")
     args = parser.parse_args()
     set_threads(args.threads)
-    from charrnn.tasks.translate import evaluate_translations, held_out_pairs, load_translator, translate
+    from charrnn.tasks.translate import (default_no_repeat_ngram, evaluate_translations, held_out_pairs, load_translator,
+                                         translate)
 
     limit = args.limit or (200 if args.quick else None)
     quality, speed = [], []
     for path in args.checkpoints:
         model, source_vocab, target_vocab, payload = load_translator(path, device="cpu")
-        pairs = held_out_pairs(payload)[:limit]
+        pairs = held_out_pairs(payload, split=args.split)[:limit]
         name = describe(payload)
         trained = payload.get("train_state", {}).get("elapsed", 0.0)
-        log(f"{path}: {name}, {len(pairs)} test pairs")
-        for result in evaluate_translations(model, source_vocab, target_vocab, pairs, beams=(1, args.beam)):
-            quality.append([str(path), name, f"{trained / 60:.0f} min", result.decoding, f"{result.bleu:.1f}",
-                            f"{result.chrf:.1f}"])
-            speed.append([str(path), name, result.decoding, "64", f"{len(pairs):,}", f"{result.sentences_per_second:,.0f}"])
+        log(f"{path}: {name}, {len(pairs)} {args.split} pairs")
+        typed = [(as_people_type_it(source), target) for source, target in pairs]
+        default_ngram = default_no_repeat_ngram(target_vocab)
+        blocking = args.no_repeat or sorted({0, default_ngram})
+        variants = [("as written", pairs, False), ("typed", typed, False), ("typed, normalised", typed, True)]
+        for sources, variant_pairs, normalise in variants:
+            for ngram in blocking:
+                results = evaluate_translations(model, source_vocab, target_vocab, variant_pairs, beams=(1, args.beam),
+                                                no_repeat_ngram=ngram, normalise=normalise)
+                for result in results:
+                    quality.append([str(path), name, f"{trained / 60:.0f} min", sources, result.decoding,
+                                    str(ngram or "off"), f"{result.bleu:.1f}", f"{result.chrf:.1f}", f"{result.looping:,}"])
+                    if sources == "as written" and ngram == default_ngram:
+                        speed.append([str(path), name, result.decoding, "64", f"{len(pairs):,}",
+                                      f"{result.sentences_per_second:,.0f}"])
         sources = [s for s, _ in pairs[:UNBATCHED_SENTENCES]]
         start = time.perf_counter()
         translate(model, source_vocab, target_vocab, sources, beam=1, batch_size=1)
         rate = len(sources) / (time.perf_counter() - start)
         speed.append([str(path), name, "greedy", "1 (one at a time)", f"{len(sources):,}", f"{rate:,.0f}"])
-    print_table(["checkpoint", "model", "trained", "decoding", "BLEU", "chrF"], quality,
-                title="Translation quality on the held-out test pairs (sources never seen in training; one reference each)")
+    print_table(["checkpoint", "model", "trained", "sources", "decoding", "no-repeat n-gram", "BLEU", "chrF", "looping"],
+                quality, title=f"Translation quality on the held-out {args.split} pairs (sources never seen in training; "
+                               f"one reference each)")
     print_table(["checkpoint", "model", "decoding", "batch", "sentences", "sentences/s"], speed,
                 title=f"Translation speed on the test sources (CPU, {args.threads} threads)")
 

@@ -31,7 +31,8 @@ def translate_text(
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
     max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens \\[default: twice the input plus 10].")] = None,
     length_penalty: Annotated[float, typer.Option(help="Beam search: rank by score / length ** this.")] = 1.0,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines: source, translation, score.")] = False,
+    no_repeat_ngram: Annotated[Optional[int], typer.Option(help="Never repeat an n-gram of this many tokens; 0 allows repeats \\[default: 3 BPE tokens, 16 characters].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines: source, the source as read, translation, score.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Save the attention weights of the translation as a PNG heat map (one sentence).")] = None,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -47,22 +48,23 @@ def translate_text(
     plotted = False
     for lines in chunks:
         results = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=max_len,
-                            batch_size=batch_size, length_penalty=length_penalty)
+                            batch_size=batch_size, length_penalty=length_penalty,
+                            no_repeat_ngram=no_repeat_ngram)
         if plot is not None:
-            sentences = [r for r in results if r.source.strip()]
+            sentences = [r for r in results if r.read_as]
             if plotted or len(sentences) != 1:
                 raise UsageError("--plot draws one translation: give exactly one sentence")
             weights = attention_weights(model, source_vocab, sentences[0])
             if weights is None:
                 raise UsageError("this model has no attention to plot")
-            source_ids = source_vocab.encode(sentences[0].source.strip(), unknown_id=UNK)
+            source_ids = source_vocab.encode(sentences[0].read_as, unknown_id=UNK)
             plot_attention(weights, token_strings(source_vocab, source_ids),
                            token_strings(target_vocab, sentences[0].tokens) + ["</s>"], plot)
             plotted = True
         for result in results:
             if as_json:
-                line = json.dumps({"source": result.source, "translation": result.text, "score": round(result.score, 4)},
-                                  ensure_ascii=False)
+                line = json.dumps({"source": result.source, "read_as": result.read_as, "translation": result.text,
+                                   "score": round(result.score, 4)}, ensure_ascii=False)
             else:
                 line = result.text
             sys.stdout.write(line + "\n")
@@ -87,6 +89,7 @@ def translate_train(
     test_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Held-out test pairs (split by source sentence).")] = 2000,
     dev_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Dev pairs for early stopping.")] = 2000,
     max_tokens: Annotated[int, typer.Option(rich_help_panel="Data", help="Leave out training pairs longer than this.")] = 120,
+    typed_copies: Annotated[float, typer.Option(rich_help_panel="Data", help="Share of the training pairs also given with the source as people type it (lower-case, no final punctuation).")] = 0.0,
     cell: Annotated[str, typer.Option(rich_help_panel="Model", help="gru, lstm or rnn.")] = "gru",
     attention: Annotated[str, typer.Option(rich_help_panel="Model", help="additive (measured best), multiplicative or none.")] = "additive",
     embedding_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Token embedding width.")] = 256,
@@ -129,7 +132,8 @@ def translate_train(
     train = TrainConfig(learning_rate=lr, warmup_steps=warmup_steps, max_steps=max_steps, epochs=epochs,
                         time_budget=time_budget, eval_every=eval_every, patience=patience or None, seed=seed)
     data = TranslationDataConfig(tokenizer=tokenizer, vocab_size=vocab_size, shared_vocab=shared_vocab, batch_size=batch_size,
-                                 max_tokens=max_tokens, test_size=test_size, dev_size=dev_size, reverse=reverse, skip_bad=skip_bad)
+                                 max_tokens=max_tokens, test_size=test_size, dev_size=dev_size, reverse=reverse, skip_bad=skip_bad,
+                                 typed_copies=typed_copies)
     model_config = dict(cell=cell, attention=attention, embedding_size=embedding_size, hidden_size=hidden_size,
                         encoder_layers=encoder_layers, decoder_layers=decoder_layers, dropout=dropout,
                         tie_embeddings=tie_embeddings, label_smoothing=label_smoothing)
@@ -163,10 +167,10 @@ def translate_eval(
     console = Console(highlight=False)
     console.print(f"{len(pairs):,} held-out {split} pairs (sources never seen in training)", soft_wrap=True)
     table = Table()
-    for column in ("decoding", "BLEU", "chrF", "sentences/s"):
+    for column in ("decoding", "BLEU", "chrF", "looping outputs", "sentences/s"):
         table.add_column(column, justify="left" if column == "decoding" else "right")
     for r in results:
-        table.add_row(r.decoding, f"{r.bleu:.1f}", f"{r.chrf:.1f}", f"{r.sentences_per_second:,.0f}")
+        table.add_row(r.decoding, f"{r.bleu:.1f}", f"{r.chrf:.1f}", f"{r.looping:,}", f"{r.sentences_per_second:,.0f}")
     console.print(table)
     shown = Table(title="examples", show_lines=True)
     for column in ("source", "reference", results[-1].decoding):

@@ -1,5 +1,6 @@
 """Decoding for encoder-decoder models: batched greedy search and batched beam search with length
-normalisation, both over the model's one decode step."""
+normalisation, both over the model's one decode step, and both able to forbid repeated n-grams
+(a small model that is unsure of itself otherwise loops: "rojo rojo rojo ...")."""
 
 from __future__ import annotations
 
@@ -19,6 +20,31 @@ def _select_state(state, index: torch.Tensor):
     return tuple(part.index_select(1, index) for part in state)
 
 
+def repeated_ngram_mask(history: torch.Tensor, ngram: int, vocab_size: int) -> torch.Tensor | None:
+    """(N, vocab_size) True where the token would end an n-gram of ngram tokens that the
+    hypothesis (a row of history, (N, L)) already holds, so that no n-gram occurs twice. None
+    when no n-gram could repeat yet (or ngram is 0, blocking off)."""
+    length = history.shape[1]
+    if ngram < 1 or length < ngram:
+        return None
+    windows = history.unfold(1, ngram, 1)  # (N, L - ngram + 1, ngram): every n-gram so far
+    prefix = history[:, length - ngram + 1 :]  # the last ngram - 1 tokens, which the next one extends
+    continues = (windows[:, :, :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (N, windows)
+    seen = torch.zeros(history.shape[0], vocab_size, device=history.device)
+    seen.scatter_add_(1, windows[:, :, -1], continues.float())
+    return seen > 0
+
+
+def _block_repeats(log_probs: torch.Tensor, history: torch.Tensor, ngram: int, eos_id: int) -> torch.Tensor:
+    """log_probs (N, V) with the tokens that would repeat an n-gram made impossible (never EOS,
+    so a hypothesis can always end)."""
+    banned = repeated_ngram_mask(history, ngram, log_probs.shape[-1])
+    if banned is None:
+        return log_probs
+    banned[:, eos_id] = False
+    return log_probs.masked_fill(banned, float("-inf"))
+
+
 def _expand(encoded, keys, state, beams: int):
     """Repeat every sentence's encoder output and state once per beam: (B, ...) -> (B * beams, ...)."""
     repeat = lambda t: t.repeat_interleave(beams, dim=0)  # noqa: E731
@@ -29,8 +55,10 @@ def _expand(encoded, keys, state, beams: int):
 
 
 @torch.inference_mode()
-def greedy_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id: int, eos_id: int, max_len: int) -> list[Hypothesis]:
-    """The most likely token at every step, for a batch of sentences at once."""
+def greedy_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id: int, eos_id: int, max_len: int,
+                  no_repeat_ngram: int = 0) -> list[Hypothesis]:
+    """The most likely token at every step, for a batch of sentences at once; with
+    no_repeat_ngram, never one that repeats an n-gram of that many tokens."""
     encoded = model.encode(source, lengths)
     keys = model.keys(encoded)
     state = encoded.state
@@ -39,10 +67,13 @@ def greedy_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id:
     outputs = [[] for _ in range(B)]
     scores = torch.zeros(B, device=source.device)
     finished = torch.zeros(B, dtype=torch.bool, device=source.device)
+    history = torch.zeros(B, 0, dtype=torch.long, device=source.device)
     for _ in range(max_len):
         logits, state, _ = model.decode(tokens.unsqueeze(1), encoded, state, keys)
         log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
+        log_probs = _block_repeats(log_probs, history, no_repeat_ngram, eos_id)
         best, tokens = log_probs.max(dim=-1)
+        history = torch.cat([history, tokens.unsqueeze(1)], dim=1)
         scores = scores + best.masked_fill(finished, 0.0)
         for b, token in enumerate(tokens.tolist()):
             if not finished[b] and token != eos_id:
@@ -55,12 +86,13 @@ def greedy_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id:
 
 @torch.inference_mode()
 def beam_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id: int, eos_id: int, max_len: int,
-                beam_size: int = 5, length_penalty: float = 1.0) -> list[Hypothesis]:
+                beam_size: int = 5, length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> list[Hypothesis]:
     """Keep the beam_size best partial translations of every sentence (all sentences batched).
 
     Scores are summed log-probabilities while searching; the finished hypotheses are ranked by
     score / length ** length_penalty, so long translations are not beaten merely for being long.
-    With beam_size 1 this is greedy search.
+    With no_repeat_ngram, no hypothesis repeats an n-gram of that many tokens. With beam_size 1
+    this is greedy search.
     """
     K = beam_size
     encoded = model.encode(source, lengths)
@@ -77,7 +109,8 @@ def beam_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id: i
     lengths_out = torch.zeros(B, K, device=device)  # tokens before EOS, for the normalisation
     for _ in range(max_len):
         logits, state, _ = model.decode(tokens.unsqueeze(1), encoded, state, keys)
-        log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1).view(B, K, -1)  # (B, K, V)
+        log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        log_probs = _block_repeats(log_probs, history.reshape(B * K, history.shape[-1]), no_repeat_ngram, eos_id).view(B, K, -1)
         V = log_probs.shape[-1]
         # A finished hypothesis continues with EOS at no cost, so it keeps its score and place.
         frozen = torch.full_like(log_probs, float("-inf"))

@@ -103,3 +103,32 @@ def split_pairs(pairs: Sequence[tuple[str, str]], *, test_size: int = 2000, dev_
         held_out.append(taken[:size])
     train = [pair for source in sources[position:] for pair in groups[source]]
     return PairSplit(train=train, dev=held_out[1], test=held_out[0])
+
+
+FINAL_PUNCTUATION = ".!?…。"
+
+
+def typed_variant(sentence: str, rng: random.Random) -> str:
+    """A sentence as people type it into a shell: lower-cased (half the time; a quarter only its
+    first letter), without its final punctuation (three times in four). Never the sentence itself."""
+    draw = rng.random()
+    if draw < 0.5:
+        text = sentence.lower()
+    elif draw < 0.75:
+        text = sentence[:1].lower() + sentence[1:]
+    else:
+        text = sentence
+    if rng.random() < 0.75 or text == sentence:
+        text = text.rstrip().rstrip(FINAL_PUNCTUATION).rstrip() or text
+    return text
+
+
+def with_typed_copies(pairs: Sequence[tuple[str, str]], share: float, seed: int) -> list[tuple[str, str]]:
+    """The pairs, followed by a copy of a share of them (chosen with seed) whose source is written
+    as people type it (typed_variant) and whose target is unchanged: a model trained on edited,
+    punctuated sources alone has never seen anything else, and loops on "where is the station"."""
+    if share <= 0:
+        return list(pairs)
+    rng = random.Random(seed)
+    copies = [(typed_variant(source, rng), target) for source, target in pairs if rng.random() < share]
+    return list(pairs) + [(source, target) for source, target in copies if source]

@@ -1,11 +1,12 @@
 """Sentence pairs: reading plain and gzip files, malformed lines, and the split by source."""
 
 import gzip
+import random
 
 import pytest
 
 from charrnn.errors import CharrnnError
-from charrnn.pairs import read_pairs, split_pairs
+from charrnn.pairs import read_pairs, split_pairs, typed_variant, with_typed_copies
 
 
 def test_reads_plain_and_gzip_and_ignores_extra_columns(tmp_path):
@@ -53,3 +54,17 @@ def test_split_keeps_every_source_in_one_split_and_is_deterministic():
 def test_split_needs_enough_pairs():
     with pytest.raises(CharrnnError, match="too few"):
         split_pairs([("a", "b")] * 10, test_size=5, dev_size=5)
+
+
+def test_typed_copies_add_typed_sources_to_training_only():
+    pairs = [(f"Where is station {i}?", f"¿Dónde está la estación {i}?") for i in range(400)]
+    augmented = with_typed_copies(pairs, 0.5, seed=3)
+    assert augmented[: len(pairs)] == pairs  # the originals first, unchanged
+    copies = augmented[len(pairs) :]
+    assert 150 < len(copies) < 250
+    assert all(source != pairs[0][0] and target.startswith("¿") for source, target in copies)
+    assert any(not source.endswith("?") for source, _ in copies) and any(source[0] == "w" for source, _ in copies)
+    assert with_typed_copies(pairs, 0.5, seed=3) == augmented  # deterministic
+    assert with_typed_copies(pairs, 0.0, seed=3) == pairs
+    rng = random.Random(0)
+    assert all(typed_variant("Hello.", rng) != "Hello." for _ in range(50))

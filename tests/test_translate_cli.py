@@ -39,6 +39,7 @@ def test_json_lines(trained):
     rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert [r["source"] for r in rows] == ["cab", "be"]
     assert [r["translation"] for r in rows] == ["CAB", "BE"]
+    assert [r["read_as"] for r in rows] == ["cab", "be"]
     assert all(r["score"] <= 0 for r in rows)
 
 
@@ -65,5 +66,9 @@ def test_malformed_pairs_and_bad_options(tmp_path):
     assert_one_line_error(run("translate", "-c", "missing.pt", "hello", cwd=tmp_path), 1, "does not exist")
 
 
-def test_bad_beam(trained):
+def test_bad_decoding_and_data_options(trained):
     assert_one_line_error(run("translate", "-c", "checkpoints/pairs/best.pt", "--beam", "0", "abc", cwd=trained), 2, "--beam")
+    assert_one_line_error(run("translate", "-c", "checkpoints/pairs/best.pt", "--no-repeat-ngram", "-1", "abc",
+                              cwd=trained), 2, "--no-repeat-ngram")
+    assert_one_line_error(run("translate", "train", "pairs.tsv", "--typed-copies", "1.5", "--max-steps", "1",
+                              "--run-dir", "other", cwd=trained), 2, "--typed-copies")

@@ -151,3 +151,56 @@ def test_held_out_pairs_are_found_by_name_when_the_recorded_corpus_path_is_gone(
     moved = {**payload, "corpus_path": "/nowhere/else/pairs.tsv"}
     monkeypatch.setenv("CHARRNN_CORPORA", str(root))
     assert held_out_pairs(moved) == test_pairs
+
+
+def test_repeated_ngram_mask_marks_the_tokens_that_would_repeat_one():
+    from charrnn.decoding import repeated_ngram_mask
+
+    history = torch.tensor([[1, 2, 3, 1, 2], [4, 4, 4, 4, 5]])
+    banned = repeated_ngram_mask(history, 3, vocab_size=6)
+    assert banned[0].nonzero().flatten().tolist() == [3]  # 1 2 -> 3 was seen
+    assert banned[1].nonzero().flatten().tolist() == []  # 4 5 was never continued
+    assert repeated_ngram_mask(history[:, :2], 3, vocab_size=6) is None  # no 3-gram yet
+    assert repeated_ngram_mask(history, 0, vocab_size=6) is None  # blocking off
+
+
+@pytest.fixture(scope="module")
+def looping_translator(tmp_path_factory):
+    """A tiny model taught that every target is its source said over and over (a loop of a
+    length it cannot know), so that left to itself it repeats."""
+    root = tmp_path_factory.mktemp("looping")
+    rng = random.Random(1)
+    lines = []
+    for _ in range(2000):
+        word = "".join(rng.choice("abcd") for _ in range(rng.randint(2, 3)))
+        lines.append(f"{word}\t{' '.join([word] * rng.randint(6, 12))}\n")
+    (root / "pairs.tsv").write_text("".join(lines))
+    data = TranslationDataConfig(tokenizer="char", batch_size=32, test_size=50, dev_size=50)
+    train = TrainConfig(max_steps=150, eval_every=150, warmup_steps=10, learning_rate=1e-2)
+    train_translator(str(root / "pairs.tsv"), model_config=dict(embedding_size=16, hidden_size=32, encoder_layers=1,
+                     decoder_layers=1, dropout=0.0), data=data, train=train, run_dir=root / "run", device="cpu",
+                     precision="fp32")
+    return load_translator(root / "run" / "best.pt", device="cpu")[:3]
+
+
+def _ngram_counts(tokens, n):
+    from collections import Counter
+
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_decoding_cannot_loop(looping_translator, beam):
+    from charrnn.tasks.translate import loops
+
+    model, source_vocab, target_vocab = looping_translator
+    lines = ["ab", "cda", "bbc", "dd", "acb"]
+    free = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=60, no_repeat_ngram=0)
+    assert sum(loops(t.text) for t in free) >= 3, [t.text for t in free]  # the model does loop
+    blocked = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=60, no_repeat_ngram=3)
+    for t in blocked:
+        assert max(_ngram_counts(t.tokens, 3).values(), default=0) <= 1, t.text
+        assert not loops(t.text)
+    default = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=60)  # 16 characters
+    for t in default:
+        assert max(_ngram_counts(t.tokens, 16).values(), default=0) <= 1, t.text

@@ -4,8 +4,9 @@ translation decodes batches of lines (greedy or beam) and keeps their order."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,7 +18,8 @@ from ..decoding import beam_search, greedy_search
 from ..devices import resolve_device, resolve_precision
 from ..errors import UsageError
 from ..models.translator import Translator, TranslatorConfig
-from ..pairs import PairSplit, read_pairs, split_pairs
+from ..normalise import as_written_sentence
+from ..pairs import PairSplit, read_pairs, split_pairs, with_typed_copies
 from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 from ..vocab import SEQ2SEQ_SPECIALS, Vocab
 
@@ -25,6 +27,15 @@ TASK = "translator"
 # Training settings a caller leaves unset (the CLI's defaults, chosen on the dev pairs).
 TRAIN_DEFAULTS = dict(learning_rate=2e-3, min_lr_ratio=0.1, warmup_steps=200, eval_every=500)
 PAD, UNK, BOS, EOS = (SEQ2SEQ_SPECIALS.index(t) for t in SEQ2SEQ_SPECIALS)
+# Decoding never repeats an n-gram of this many BPE tokens (chosen on the dev pairs; README), about
+# three words. A character model counts characters, where a repeated 3-gram is ordinary ("de la ...
+# de la"), so it blocks only a repeat of NO_REPEAT_CHARS characters, two or three words.
+NO_REPEAT_NGRAM = 3
+NO_REPEAT_CHARS = 16
+
+
+def default_no_repeat_ngram(target_vocab: Vocab) -> int:
+    return NO_REPEAT_CHARS if target_vocab.kind == "char" else NO_REPEAT_NGRAM
 
 
 @dataclass
@@ -39,8 +50,13 @@ class TranslationDataConfig:
     split_seed: int = 0
     reverse: bool = False
     skip_bad: bool = False
+    # A share of the training pairs is also given with its source as people type it (lower-case,
+    # no final punctuation; pairs.with_typed_copies); dev and test pairs never change.
+    typed_copies: float = 0.0
 
     def validate(self) -> None:
+        if not 0 <= self.typed_copies <= 1:
+            raise UsageError(f"--typed-copies must be in [0, 1], not {self.typed_copies}")
         if self.tokenizer not in ("char", "bpe"):
             raise UsageError(f"unknown --tokenizer {self.tokenizer!r}; choose char or bpe")
         if self.batch_size < 1 or self.max_tokens < 2:
@@ -149,6 +165,7 @@ def load_split(pairs_path: str, data: TranslationDataConfig) -> tuple[PairSplit,
     path = locate_data_file(pairs_path, "pair file")
     pair_file = read_pairs(path, reverse=data.reverse, skip_bad=data.skip_bad)
     split = split_pairs(pair_file.pairs, test_size=data.test_size, dev_size=data.dev_size, seed=data.split_seed)
+    split = replace(split, train=with_typed_copies(split.train, data.typed_copies, seed=data.split_seed))
     return split, pair_file.bad_lines, path
 
 
@@ -214,41 +231,52 @@ def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Trans
 
 @dataclass
 class Translation:
-    source: str
+    source: str  # the line as given
     text: str
     score: float  # log-probability of the output
     tokens: list[int]
+    read_as: str  # the source as the model read it (normalised or stripped)
 
 
 def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines: Sequence[str], *, beam: int = 1,
-              max_len: int | None = None, batch_size: int = 64, length_penalty: float = 1.0) -> list[Translation]:
+              max_len: int | None = None, batch_size: int = 64, length_penalty: float = 1.0,
+              no_repeat_ngram: int | None = None, normalise: bool = False) -> list[Translation]:
     """Translate lines in batches of similar length, returning results in input order. An empty
-    line gives an empty translation, so outputs stay aligned with inputs line by line."""
+    line gives an empty translation, so outputs stay aligned with inputs line by line.
+
+    With normalise, each line is first written as Tatoeba's English sentences are (a capital,
+    final punctuation; see normalise.as_written_sentence). No output repeats an n-gram of
+    no_repeat_ngram tokens (0: no blocking; None: default_no_repeat_ngram)."""
     if beam < 1:
         raise UsageError(f"--beam must be at least 1, not {beam}")
     if max_len is not None and max_len < 1:
         raise UsageError(f"--max-len must be at least 1, not {max_len}")
+    if no_repeat_ngram is None:
+        no_repeat_ngram = default_no_repeat_ngram(target_vocab)
+    elif no_repeat_ngram < 0:
+        raise UsageError(f"--no-repeat-ngram must be 0 or more, not {no_repeat_ngram}")
     device = next(model.parameters()).device
     results: list[Translation | None] = [None] * len(lines)
     encoded = []
     for i, line in enumerate(lines):
-        text = line.strip()
+        text = as_written_sentence(line) if normalise else line.strip()
         if text:
-            encoded.append((i, source_vocab.encode(text, unknown_id=UNK)))
+            encoded.append((i, text, source_vocab.encode(text, unknown_id=UNK)))
         else:
-            results[i] = Translation(line, "", 0.0, [])
-    encoded.sort(key=lambda item: len(item[1]))
+            results[i] = Translation(line, "", 0.0, [], "")
+    encoded.sort(key=lambda item: len(item[2]))
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
-        source, lengths = pad_batch([ids for _, ids in chunk], PAD, device)
+        source, lengths = pad_batch([ids for _, _, ids in chunk], PAD, device)
         limit = max_len or int(lengths.max()) * 2 + 10
         if beam == 1:
-            hypotheses = greedy_search(model, source, lengths, bos_id=BOS, eos_id=EOS, max_len=limit)
+            hypotheses = greedy_search(model, source, lengths, bos_id=BOS, eos_id=EOS, max_len=limit,
+                                       no_repeat_ngram=no_repeat_ngram)
         else:
             hypotheses = beam_search(model, source, lengths, bos_id=BOS, eos_id=EOS, max_len=limit, beam_size=beam,
-                                     length_penalty=length_penalty)
-        for (i, _), hyp in zip(chunk, hypotheses):
-            results[i] = Translation(lines[i], target_vocab.decode(hyp.tokens), hyp.score, hyp.tokens)
+                                     length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
+        for (i, text, _), hyp in zip(chunk, hypotheses):
+            results[i] = Translation(lines[i], target_vocab.decode(hyp.tokens), hyp.score, hyp.tokens, text)
     return results
 
 
@@ -259,7 +287,7 @@ def attention_weights(model: Translator, source_vocab: Vocab, translation: Trans
     if model.attention is None:
         return None
     device = next(model.parameters()).device
-    source, lengths = pad_batch([source_vocab.encode(translation.source.strip(), unknown_id=UNK)], PAD, device)
+    source, lengths = pad_batch([source_vocab.encode(translation.read_as, unknown_id=UNK)], PAD, device)
     encoded = model.encode(source, lengths)
     target_in = torch.tensor([[BOS] + translation.tokens], device=device)
     _, _, weights = model.decode(target_in, encoded, encoded.state, model.keys(encoded))
@@ -276,6 +304,7 @@ class EvalResult:
     chrf: float
     sentences_per_second: float
     outputs: list[Translation]
+    looping: int  # outputs in which some 3-gram of words occurs more than twice
 
 
 HELD_OUT_SPLITS = ("test", "dev")
@@ -297,9 +326,10 @@ def held_out_pairs(payload: dict, pairs_path: str | None = None, split: str = "t
 
 
 def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: Vocab, pairs, *,
-                          beams: Sequence[int] = (1, 5), batch_size: int = 64) -> list[EvalResult]:
+                          beams: Sequence[int] = (1, 5), batch_size: int = 64, **decoding) -> list[EvalResult]:
     """Corpus BLEU and chrF (sacrebleu) of the model's translations of pairs, for each beam size,
-    with the decoding speed (batching included)."""
+    with the decoding speed (batching included) and the outputs that loop. decoding: more
+    options of translate (no_repeat_ngram, normalise)."""
     import time
 
     import sacrebleu
@@ -309,7 +339,7 @@ def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: 
     results = []
     for beam in beams:
         start = time.perf_counter()
-        outputs = translate(model, source_vocab, target_vocab, sources, beam=beam, batch_size=batch_size)
+        outputs = translate(model, source_vocab, target_vocab, sources, beam=beam, batch_size=batch_size, **decoding)
         seconds = time.perf_counter() - start
         hypotheses = [o.text for o in outputs]
         results.append(EvalResult(
@@ -318,8 +348,17 @@ def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: 
             chrf=sacrebleu.corpus_chrf(hypotheses, references).score,
             sentences_per_second=len(sources) / seconds,
             outputs=outputs,
+            looping=sum(loops(text) for text in hypotheses),
         ))
     return results
+
+
+def loops(text: str, ngram: int = 3, most: int = 2) -> bool:
+    """Whether some n-gram of words occurs more than most times in text: the mark of a decoder
+    caught in a loop ("de tren tren la estación de tren tren ...")."""
+    words = text.split()
+    counts = Counter(tuple(words[i : i + ngram]) for i in range(len(words) - ngram + 1))
+    return any(count > most for count in counts.values())
 
 
 def token_strings(vocab: Vocab, ids: Sequence[int]) -> list[str]:

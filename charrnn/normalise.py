@@ -1,0 +1,54 @@
+"""Bring text typed the way people type it to the conventions of the corpus a model learnt from.
+
+Tatoeba's English sentences (the translator's sources) always start with a capital and end with
+punctuation; a model that has seen nothing else loops on "where is the train station". These
+functions are applied at inference only, so the training data is never changed by them.
+"""
+
+from __future__ import annotations
+
+import re
+
+FINAL_PUNCTUATION = ".!?…"
+# Closing marks that may follow the final punctuation: 'He said "Go."'
+CLOSING_MARKS = "\"')]}»”’"
+# A sentence opening with one of these words asks something: "where is the station" ends with "?".
+QUESTION_WORDS = frozenset("what where when why who whom whose which how".split())
+# An auxiliary asks only when a subject follows it: "do you know" asks, "do it now" does not.
+AUXILIARIES = frozenset(
+    "am is are was were do does did have has had can could will would shall should may might must "
+    "isn't aren't wasn't weren't don't doesn't didn't haven't hasn't can't couldn't won't wouldn't "
+    "shouldn't".split()
+)
+SINGULAR_SUBJECTS = frozenset("he she it this that tom mary someone anyone everyone somebody anybody".split())
+SUBJECTS = SINGULAR_SUBJECTS | frozenset("i you we they there these those the a an your his her my our their its".split())
+
+
+def _first_words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())[:2]
+
+
+def asks_a_question(text: str) -> bool:
+    """Whether an English sentence without its final punctuation reads as a question."""
+    words = _first_words(text)
+    if not words:
+        return False
+    if words[0] in QUESTION_WORDS:
+        return not (words[0] == "what" and len(words) > 1 and words[1] in ("a", "an"))  # "what a day"
+    if words[0] in ("do", "don't") and len(words) > 1 and words[1] in SINGULAR_SUBJECTS:
+        return False  # "do it now" commands; a question would say "does it"
+    return words[0] in AUXILIARIES and len(words) > 1 and words[1] in SUBJECTS
+
+
+def as_written_sentence(text: str) -> str:
+    """One line of English as a Tatoeba sentence is written: single spaces, a capital first letter,
+    a capital pronoun "I", and final punctuation ("?" when it reads as a question, else ".") when
+    the line has none. Text already written that way comes back unchanged."""
+    text = " ".join(text.split())
+    if not text:
+        return text
+    text = re.sub(r"\bi\b(?=$|[\s'’.,!?;:])", "I", text)  # the pronoun is "I" wherever it stands
+    text = text[0].upper() + text[1:]
+    if text.rstrip(CLOSING_MARKS)[-1:] not in FINAL_PUNCTUATION:
+        text += "?" if asks_a_question(text) else "."
+    return text

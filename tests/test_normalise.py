@@ -1,0 +1,37 @@
+"""Typed English is written the way the translator's training sentences are, and text already
+written that way is left alone."""
+
+import pytest
+
+from charrnn.normalise import as_written_sentence, asks_a_question
+
+
+@pytest.mark.parametrize("typed,written", [
+    ("where is the train station", "Where is the train station?"),
+    ("she bought a red car", "She bought a red car."),
+    ("Hello", "Hello."),
+    ("do you know tom", "Do you know tom?"),
+    ("do it now", "Do it now."),
+    ("what a beautiful day", "What a beautiful day."),
+    ("i think i'm late", "I think I'm late."),
+    ("  too   many spaces  ", "Too many spaces."),
+    ("is this yours", "Is this yours?"),
+])
+def test_typed_lines_become_sentences(typed, written):
+    assert as_written_sentence(typed) == written
+
+
+@pytest.mark.parametrize("sentence", [
+    "Where is the train station?", "Tom said \"Go.\"", "Stop!", "I see… ", "It's 5 p.m.", "Why not?",
+])
+def test_written_sentences_are_unchanged(sentence):
+    assert as_written_sentence(sentence) == sentence.strip()
+
+
+def test_empty_and_blank_lines_stay_empty():
+    assert as_written_sentence("") == "" and as_written_sentence("   ") == ""
+
+
+def test_questions_need_a_subject_after_an_auxiliary():
+    assert asks_a_question("can you help me") and not asks_a_question("can of beans on the table")
+    assert asks_a_question("how old are you") and not asks_a_question("")
