@@ -20,6 +20,8 @@ from pathlib import Path
 
 from common import log, make_parser, print_table, set_threads
 
+from charrnn.normalise import FINAL_PUNCTUATION
+
 UNBATCHED_SENTENCES = 200  # the one-at-a-time baseline is slow; its rate needs no more
 
 
@@ -32,7 +34,7 @@ def describe(payload: dict) -> str:
 
 def as_people_type_it(sentence: str) -> str:
     """A Tatoeba source as it is typed into a shell: lower-cased, without its final punctuation."""
-    return sentence.lower().rstrip().rstrip(".!?…").rstrip()
+    return sentence.lower().rstrip().rstrip(FINAL_PUNCTUATION).rstrip()
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CharrnnError, malformed_lines_error
+from .normalise import FINAL_PUNCTUATION
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -103,9 +104,6 @@ def split_pairs(pairs: Sequence[tuple[str, str]], *, test_size: int = 2000, dev_
         held_out.append(taken[:size])
     train = [pair for source in sources[position:] for pair in groups[source]]
     return PairSplit(train=train, dev=held_out[1], test=held_out[0])
-
-
-FINAL_PUNCTUATION = ".!?…。"
 
 
 def typed_variant(sentence: str, rng: random.Random) -> str:
