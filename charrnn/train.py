@@ -21,6 +21,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint, save_checkpoint
 from .devices import autocast
 from .errors import CharrnnError, UsageError
@@ -218,6 +219,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         self.amp_dtype = amp_dtype
+        if device.type == "cpu":
+            keep_freed_memory()  # see allocator.py: up to 40% faster steps at larger batches
         self.on_event = on_event or (lambda event: None)
         self.settings_note = settings_note
         self.model = task.model.to(device)

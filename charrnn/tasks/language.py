@@ -28,6 +28,7 @@ from ..data import (
     stage_corpus,
     validation_windows,
 )
+from ..allocator import keep_freed_memory
 from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import CharrnnError, UsageError
 from ..models.language_model import LanguageModel, LanguageModelConfig
@@ -265,6 +266,8 @@ def fit_settings_to_machine(probe: LanguageModel, data: LanguageDataConfig, trai
     """Time training steps of a model like the one to train (probe) at candidate batch shapes
     (random tokens: the cost does not depend on them), then choose the settings left unset
     (None) from those costs."""
+    if device.type == "cpu":
+        keep_freed_memory()  # time the steps the run will take (see allocator.py)
     probe = probe.to(device).train()
     optimizer = make_optimizer(probe, train.with_defaults(learning_rate=1e-3))
     tokens = torch.Generator().manual_seed(0)
