@@ -5,8 +5,9 @@ at the small batches charrnn's defaults choose for a short run on a CPU (8 x 64 
 bf16 on the development machine; there a step's fixed costs weigh most) and at 64 x 128, on each
 precision path.
 
-The bare loop runs in a child process of its own: charrnn's run (in this process) keeps freed
-memory for reuse (charrnn/allocator.py), which a bare loop as a user writes it does not do.
+Each charrnn run is a fresh child process, as each `charrnn train` is: charrnn keeps freed memory
+for reuse (charrnn/allocator.py), a process-wide setting the bare loop, in this process, must not
+inherit. (A child kept alive between runs slowed the other process's steps fourfold.)
 
     python bench/throughput.py [--steps 100] [--precision both|fp32|auto] [--quick]
 """
@@ -100,16 +101,16 @@ def main() -> None:
     ids, chars = encode_corpus(corpus)
     shapes = SHAPES[:1] if args.quick else SHAPES
     rows = []
-    fresh_process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=set_threads, initargs=(args.threads,))
-    with fresh_process, tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
         for precision, dtype in precision_paths(args):
             for shape in shapes:
                 hidden, layers, batch, seq_len = shape
                 ours, bare = [], []
                 for attempt in range(2):  # alternate, so drift in the machine's speed hits both alike
-                    ours.append(run_charrnn(corpus, shape, steps, Path(tmp), precision))
-                    bare.append(fresh_process.submit(run_bare, ids, len(chars), shape, steps, dtype).result())
+                    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=set_threads, initargs=(args.threads,)) as child:
+                        ours.append(child.submit(run_charrnn, corpus, shape, steps, Path(tmp), precision).result())
+                    bare.append(run_bare(ids, len(chars), shape, steps, dtype))
                     log(f"{precision} {layers}x{hidden} {batch}x{seq_len} run {attempt + 1}: charrnn {ours[-1]:,.0f} chars/s, "
                         f"bare {bare[-1]:,.0f} chars/s")
                 rows.append([f"LSTM {layers}x{hidden}", f"{batch} x {seq_len}", precision_label(precision, dtype),
