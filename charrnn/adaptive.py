@@ -41,10 +41,13 @@ WARMUP_FRACTION = 0.05  # of the run's steps
 MIN_LR_RATIO = 0.0
 # Dropout by the passes the run will make over its training tokens: none for a short run, more as
 # a long one starts to learn its corpus by heart (measured on the dev split; the README has the
-# figures). At 9 epochs dropout 0.1 gained only 0.008 nats/char at equal tokens, while drawing its
-# masks made a bf16 step on the CPU half as slow again (32 x 64: 21 ms without, 32 ms with).
+# figures). Dropout is not free: drawing its masks made a step of the 2x256 model on the CPU 1.25x
+# as long in fp32 (16 x 64) and 1.55x in bf16 (64 x 64), so the epochs that decide it are counted at
+# the measured cost of a step with dropout, and less than MIN_DROPOUT is none: at 9 epochs dropout
+# 0.1 gained only 0.008 nats/char at equal tokens, less than the tokens its cost takes away.
 DROPOUT_FREE_EPOCHS = 8
 DROPOUT_PER_DOUBLING = 0.1  # added for each doubling of the epochs past DROPOUT_FREE_EPOCHS
+MIN_DROPOUT = 0.05
 MAX_DROPOUT = 0.3
 EVALUATIONS_PER_RUN = 10  # periodic evaluations a run is planned to make
 # Periodic evaluations score this many validation tokens (the same ones every time), a few
@@ -158,6 +161,7 @@ def choose_settings(
     warmup_steps: int | None = None,
     eval_every: int | None = None,
     dropout: float | None = None,
+    dropout_slowdown: float = 1.0,
     precision: str = "fp32",
 ) -> Settings:
     """The run's settings from measured step costs: each setting given (not None) is kept as it
@@ -169,7 +173,9 @@ def choose_settings(
       buys the many updates a short run needs.
     - The learning rate grows with the square root of the batch's tokens.
     - The steps the run will take set the warm-up (a fixed share of them) and the cadence of
-      evaluations; the passes over the training tokens they come to set the dropout.
+      evaluations; the passes over the training tokens they come to set the dropout, counted at
+      dropout_slowdown times the step cost (the measured cost of drawing dropout masks, when the
+      costs were measured without them), which a run with dropout then plans with.
     """
     if not costs:
         raise ValueError("choose_settings needs at least one measured step cost")
@@ -182,6 +188,11 @@ def choose_settings(
     T = seq_len if seq_len is not None else best.seq_len
     # A shape the user fixed but that was not timed costs in proportion to its tokens.
     cost = StepCost(B, T, best.seconds * (B * T) / best.tokens)
+    if dropout is None:
+        with_masks = StepCost(B, T, cost.seconds * dropout_slowdown)
+        dropout = dropout_for(length.steps(with_masks) * B * T / length.train_tokens if length.train_tokens else None)
+        if dropout > 0:
+            cost = with_masks
     planned = length.steps(cost)
     if learning_rate is None:
         learning_rate = min(MAX_LEARNING_RATE, REFERENCE_LEARNING_RATE * math.sqrt(B * T / REFERENCE_BATCH_TOKENS))
@@ -190,8 +201,6 @@ def choose_settings(
     if eval_every is None:
         eval_every = max(1, math.ceil(planned / EVALUATIONS_PER_RUN))
     epochs = planned * B * T / length.train_tokens if length.train_tokens else None
-    if dropout is None:
-        dropout = dropout_for(epochs)
 
     reason = f"{B}x{T} trains at {cost.tokens_per_second:,.0f} tokens/s here ({precision}), so the run is about {planned:,} updates"
     if epochs is not None:
@@ -205,7 +214,9 @@ def choose_settings(
 
 def dropout_for(epochs: float | None) -> float:
     """No dropout up to DROPOUT_FREE_EPOCHS passes over the training tokens, then
-    DROPOUT_PER_DOUBLING more for each doubling, up to MAX_DROPOUT (none when unknown)."""
+    DROPOUT_PER_DOUBLING more for each doubling, none below MIN_DROPOUT, at most MAX_DROPOUT (none
+    when the epochs are unknown)."""
     if epochs is None or epochs <= DROPOUT_FREE_EPOCHS:
         return 0.0
-    return round(min(MAX_DROPOUT, DROPOUT_PER_DOUBLING * math.log2(epochs / DROPOUT_FREE_EPOCHS)), 2)
+    dropout = round(min(MAX_DROPOUT, DROPOUT_PER_DOUBLING * math.log2(epochs / DROPOUT_FREE_EPOCHS)), 2)
+    return dropout if dropout >= MIN_DROPOUT else 0.0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charrnn.adaptive import (PROBE_BATCH_SIZES, REFERENCE_BATCH_TOKENS, REFERENCE_LEARNING_RATE, SEQ_LEN, RunLength,
-                              StepCost, choose_settings, learning_per_second, probe_step_costs)
+                              StepCost, choose_settings, dropout_for, learning_per_second, probe_step_costs)
 from charrnn.errors import UsageError
 from charrnn.tasks.language import LanguageDataConfig, train_language_model
 from charrnn.train import TrainConfig
@@ -84,6 +84,26 @@ def test_dropout_grows_with_the_epochs_of_the_run():
     assert short.dropout == 0.0 < long.dropout < longer.dropout <= 0.5
     assert long.planned_epochs == pytest.approx(32.8, abs=0.1)
     assert choose_settings([cost], RunLength(time_budget=1600)).dropout == 0.0  # epochs unknown
+
+
+def test_dropout_is_decided_and_planned_at_the_cost_of_its_masks():
+    cost = StepCost(16, 64, 0.05)
+    length = RunLength(time_budget=1600, train_tokens=1_000_000)  # 33 epochs without dropout's cost
+    free = choose_settings([cost], length)
+    slowed = choose_settings([cost], length, dropout_slowdown=1.6)  # 20 epochs at the cost with masks
+    assert 0 < slowed.dropout < free.dropout
+    assert slowed.planned_steps == pytest.approx(free.planned_steps / 1.6, abs=1)  # planned at the slower steps
+    # Given dropout is already in the measured cost; no dropout plans at the cost without masks.
+    assert choose_settings([cost], length, dropout=0.2, dropout_slowdown=1.6).planned_steps == free.planned_steps
+    # 12 epochs at the cost without masks would get dropout; at the cost with them, 7.5 do not.
+    short = choose_settings([cost], RunLength(time_budget=100, train_tokens=170_000), dropout_slowdown=1.6)
+    assert short.dropout == 0.0 and short.planned_steps == 2000
+
+
+def test_dropout_too_small_to_pay_for_its_masks_is_none():
+    assert dropout_for(8.0) == dropout_for(10.0) == 0.0  # 10 epochs would give 0.03
+    assert dropout_for(12.0) == pytest.approx(0.06)
+    assert dropout_for(1000.0) == 0.3
 
 
 def test_a_run_needs_a_stop_condition():

@@ -16,6 +16,7 @@ import torch
 
 from ..adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, RunLength, Settings,
                         choose_settings, probe_step_costs)
+from ..allocator import keep_freed_memory
 from ..cells import State
 from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
@@ -28,7 +29,6 @@ from ..data import (
     stage_corpus,
     validation_windows,
 )
-from ..allocator import keep_freed_memory
 from ..devices import autocast, resolve_device, resolve_precision
 from ..errors import CharrnnError, UsageError
 from ..models.language_model import LanguageModel, LanguageModelConfig
@@ -235,8 +235,7 @@ def train_language_model(
         if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
                     model_config.get("dropout")):
             started = time.perf_counter()
-            probe = LanguageModel(LanguageModelConfig(**{**model_config, "dropout": model_config.get("dropout") or 0.0}))
-            settings = fit_settings_to_machine(probe, data, train, dropout=model_config.get("dropout"),
+            settings = fit_settings_to_machine(model_config, data, train, dropout=model_config.get("dropout"),
                                                train_tokens=split_point(len(tokens), data.val_frac),
                                                device=torch_device, amp_dtype=amp_dtype)
             probe_seconds = time.perf_counter() - started
@@ -260,15 +259,50 @@ def train_language_model(
     return trainer.run()
 
 
-def fit_settings_to_machine(probe: LanguageModel, data: LanguageDataConfig, train: TrainConfig, *,
+def fit_settings_to_machine(model_config: dict, data: LanguageDataConfig, train: TrainConfig, *,
                             dropout: float | None, train_tokens: int, device: torch.device,
                             amp_dtype: torch.dtype | None) -> Settings:
-    """Time training steps of a model like the one to train (probe) at candidate batch shapes
-    (random tokens: the cost does not depend on them), then choose the settings left unset
-    (None) from those costs."""
+    """Time training steps of a model like the one to train (model_config, with the dropout
+    given, else none) at candidate batch shapes (random tokens: the cost does not depend on
+    them), then choose the settings left unset (None) from those costs. When the run gets
+    dropout it was not given, the chosen shape is timed again with and without it, so the run is
+    planned at the cost of the steps it will take."""
     if device.type == "cpu":
         keep_freed_memory()  # time the steps the run will take (see allocator.py)
-    probe = probe.to(device).train()
+    timers = [0.0]  # seconds spent timing
+
+    def step_timer(model_dropout: float) -> Callable[[int, int], float]:
+        probe = LanguageModel(LanguageModelConfig(**{**model_config, "dropout": model_dropout})).to(device).train()
+        return _step_timer(probe, train, device, amp_dtype, spent=timers)
+
+    # Batches too large for the corpus to give every stream one window are not tried.
+    largest = max(1, train_tokens // ((data.seq_len or SEQ_LEN) + 1))
+    budget = train.time_budget
+    length = RunLength(budget, train.max_steps, train.epochs, train_tokens)
+    costs = probe_step_costs(step_timer(dropout or 0.0), length, batch_size=data.batch_size, seq_len=data.seq_len,
+                             largest=largest, time_limit=PROBE_SHARE * budget if budget is not None else None)
+    precision = str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "fp32"
+
+    def choose(dropout_slowdown: float = 1.0) -> Settings:
+        left = replace(length, time_budget=max(budget - timers[0], 0.5 * budget)) if budget is not None else length
+        return choose_settings(costs, left, batch_size=data.batch_size, seq_len=data.seq_len,
+                               learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
+                               eval_every=train.eval_every, dropout=dropout, dropout_slowdown=dropout_slowdown,
+                               precision=precision)
+
+    settings = choose()
+    if dropout is None and settings.dropout > 0:
+        shape = (settings.batch_size, settings.seq_len)
+        slowdown = step_timer(settings.dropout)(*shape) / step_timer(0.0)(*shape)
+        settings = choose(dropout_slowdown=max(1.0, slowdown))
+    return settings
+
+
+def _step_timer(probe: LanguageModel, train: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None, *,
+                spent: list[float]) -> Callable[[int, int], float]:
+    """time_step(B, T) for probe_step_costs: one untimed and PROBE_STEPS timed training steps of
+    the probe model at batch B x T, returning the median seconds of a timed step; all of their
+    time is added to spent[0]."""
     optimizer = make_optimizer(probe, train.with_defaults(learning_rate=1e-3))
     tokens = torch.Generator().manual_seed(0)
 
@@ -288,21 +322,10 @@ def fit_settings_to_machine(probe: LanguageModel, data: LanguageDataConfig, trai
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds.append(time.perf_counter() - started)
+        spent[0] += sum(seconds)
         return statistics.median(seconds[1:])  # the first sets kernels up
 
-    # Batches too large for the corpus to give every stream one window are not tried.
-    largest = max(1, train_tokens // ((data.seq_len or SEQ_LEN) + 1))
-    budget = train.time_budget
-    length = RunLength(budget, train.max_steps, train.epochs, train_tokens)
-    costs = probe_step_costs(time_step, length, batch_size=data.batch_size, seq_len=data.seq_len, largest=largest,
-                             time_limit=PROBE_SHARE * budget if budget is not None else None)
-    if budget is not None:  # what is left of the budget after the timing
-        spent = sum(c.seconds for c in costs) * (PROBE_STEPS + 1)
-        length = replace(length, time_budget=max(budget - spent, 0.5 * budget))
-    precision = str(amp_dtype).replace("torch.", "") if amp_dtype is not None else "fp32"
-    return choose_settings(costs, length, batch_size=data.batch_size, seq_len=data.seq_len,
-                           learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
-                           eval_every=train.eval_every, dropout=dropout, precision=precision)
+    return time_step
 
 
 def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, dict]:
