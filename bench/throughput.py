@@ -5,9 +5,11 @@ at the small batches charrnn's defaults choose for a short run on a CPU (8 x 64 
 bf16 on the development machine; there a step's fixed costs weigh most) and at 64 x 128, on each
 precision path.
 
-Each charrnn run is a fresh child process, as each `charrnn train` is: charrnn keeps freed memory
-for reuse (charrnn/allocator.py), a process-wide setting the bare loop, in this process, must not
-inherit. (A child kept alive between runs slowed the other process's steps fourfold.)
+Every run is a fresh child process, as each `charrnn train` is: charrnn keeps freed memory for
+reuse (charrnn/allocator.py), a process-wide setting the bare loop must not inherit, and the
+bare loop's speed without it varies from process to process (25,500 to 33,500 chars/s at 8 x 64
+in fp32), so each of its runs gets a process of its own too. (A child kept alive between runs
+slowed the other process's steps fourfold.)
 
     python bench/throughput.py [--steps 100] [--precision both|fp32|auto] [--quick]
 """
@@ -89,6 +91,13 @@ def run_bare(ids: torch.Tensor, vocab_size: int, shape: tuple, steps: int, dtype
     return chars_per_second(times, steps, batch, seq_len)
 
 
+def in_fresh_process(threads: int, function, *args):
+    """function(*args) in a new Python process with `threads` torch threads, which then exits."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=set_threads,
+                             initargs=(threads,)) as child:
+        return child.submit(function, *args).result()
+
+
 def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("--steps", type=int, default=None, help="steps a run [default: 100; 15 with --quick]")
@@ -107,10 +116,8 @@ def main() -> None:
                 hidden, layers, batch, seq_len = shape
                 ours, bare = [], []
                 for attempt in range(2):  # alternate, so drift in the machine's speed hits both alike
-                    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=set_threads, initargs=(args.threads,)) as child:
-                        ours.append(child.submit(run_charrnn, corpus, shape, steps, Path(tmp), precision).result())
-                    bare.append(run_bare(ids, len(chars), shape, steps, dtype))
+                    ours.append(in_fresh_process(args.threads, run_charrnn, corpus, shape, steps, Path(tmp), precision))
+                    bare.append(in_fresh_process(args.threads, run_bare, ids, len(chars), shape, steps, dtype))
                     log(f"{precision} {layers}x{hidden} {batch}x{seq_len} run {attempt + 1}: charrnn {ours[-1]:,.0f} chars/s, "
                         f"bare {bare[-1]:,.0f} chars/s")
                 rows.append([f"LSTM {layers}x{hidden}", f"{batch} x {seq_len}", precision_label(precision, dtype),
