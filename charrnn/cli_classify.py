@@ -35,6 +35,7 @@ Epochs = Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", hel
 TimeBudget = Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many seconds of training.")]
 Patience = Annotated[int, typer.Option(rich_help_panel="Stopping", help="Evaluations without improvement before stopping (0: never).")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines instead of stopping.")]
+Normalise = Annotated[bool, typer.Option("--normalise/--no-normalise", rich_help_panel="Data", help="Lower-case texts and split punctuation off, in training and in use (rt-polarity's form), so casing and punctuation do not change a label.")]
 Encoding = Annotated[str, typer.Option(rich_help_panel="Data", help="Text encoding of the data files.")]
 Tokenizer = Annotated[str, typer.Option(rich_help_panel="Data", help="char or bpe (byte-level BPE subwords).")]
 VocabSize = Annotated[int, typer.Option(rich_help_panel="Data", help="BPE vocabulary size.")]
@@ -61,7 +62,7 @@ Precision = Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
-def _configs(*, max_steps, epochs, time_budget, patience, skip_bad, encoding, tokenizer, vocab_size, val_frac, max_tokens,
+def _configs(*, max_steps, epochs, time_budget, patience, skip_bad, normalise, encoding, tokenizer, vocab_size, val_frac, max_tokens,
              cell, embedding_size, hidden_size, num_layers, pooling, dropout, ngram_buckets, ngram_order, batch_size, lr,
              warmup_steps, weight_decay, eval_every, seed, pretrain_epochs, pretrain_lr):
     """(model_config, data config, train config, pretraining config or None) from the shared
@@ -92,7 +93,7 @@ def _configs(*, max_steps, epochs, time_budget, patience, skip_bad, encoding, to
     train = TrainConfig(learning_rate=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, max_steps=max_steps,
                         epochs=epochs, time_budget=time_budget, eval_every=eval_every, patience=patience or None, seed=seed)
     data = ClassificationDataConfig(tokenizer=tokenizer, vocab_size=vocab_size, batch_size=batch_size, val_frac=val_frac,
-                                    max_tokens=max_tokens, encoding=encoding, skip_bad=skip_bad)
+                                    max_tokens=max_tokens, encoding=encoding, skip_bad=skip_bad, normalise=normalise)
     model_config = dict(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers,
                         pooling=pooling, dropout=dropout, ngram_buckets=ngram_buckets, ngram_order=ngram_order)
     return model_config, data, train, pretrain
@@ -108,13 +109,14 @@ def classify_text(
 ):
     """Classify texts given as arguments, or stdin lines: label<TAB>probability<TAB>text, one line
     per input line (an empty input line gives an empty label and probability)."""
-    from .tasks.classify import classify, load_classifier
+    from .tasks.classify import ClassificationDataConfig, classify, load_classifier
 
     chunks = input_lines(texts, "texts to classify")
     model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
-    max_tokens = payload["data_config"]["max_tokens"]
+    trained = ClassificationDataConfig.from_checkpoint(payload)
     for lines in chunks:
-        for p in classify(model, vocab, label_names, lines, max_tokens=max_tokens, batch_size=batch_size):
+        for p in classify(model, vocab, label_names, lines, max_tokens=trained.max_tokens, normalise=trained.normalise,
+                          batch_size=batch_size):
             if as_json:
                 probabilities = {k: round(v, 4) for k, v in p.probabilities.items()} or None
                 line = json.dumps({"text": p.text, "label": p.label, "probabilities": probabilities}, ensure_ascii=False)
@@ -136,6 +138,7 @@ def classify_train(
     time_budget: TimeBudget = None,
     patience: Patience = PATIENCE,
     skip_bad: SkipBad = False,
+    normalise: Normalise = True,
     encoding: Encoding = "utf-8",
     tokenizer: Tokenizer = "bpe",
     vocab_size: VocabSize = 8000,
@@ -169,7 +172,7 @@ def classify_train(
         epochs = DEFAULT_EPOCHS
     model_config, data, train, pretrain = _configs(
         max_steps=max_steps, epochs=epochs, time_budget=time_budget,
-        patience=patience, skip_bad=skip_bad, encoding=encoding, tokenizer=tokenizer, vocab_size=vocab_size,
+        patience=patience, skip_bad=skip_bad, normalise=normalise, encoding=encoding, tokenizer=tokenizer, vocab_size=vocab_size,
         val_frac=val_frac, max_tokens=max_tokens, cell=cell, embedding_size=embedding_size, hidden_size=hidden_size,
         num_layers=num_layers, pooling=pooling, dropout=dropout, ngram_buckets=ngram_buckets, ngram_order=ngram_order,
         batch_size=batch_size, lr=lr,
@@ -194,7 +197,8 @@ def classify_eval(
     """Accuracy and macro-F1 on labelled data (stdout), and the confusion matrix (stderr)."""
     from .console import print_confusion_matrix
     from .plots import plot_confusion
-    from .tasks.classify import evaluate_classifier, load_classifier, read_evaluation_data, validation_split
+    from .tasks.classify import (ClassificationDataConfig, evaluate_classifier, load_classifier, read_evaluation_data,
+                                 validation_split)
 
     model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
     if data:
@@ -203,10 +207,12 @@ def classify_eval(
     else:
         examples = validation_split(payload)
         described = "the run's validation split"
-    metrics = evaluate_classifier(model, vocab, label_names, examples, max_tokens=payload["data_config"]["max_tokens"],
-                                  counted=not data)
+    trained = ClassificationDataConfig.from_checkpoint(payload)
+    metrics = evaluate_classifier(model, vocab, label_names, examples, max_tokens=trained.max_tokens,
+                                  normalise=trained.normalise, counted=not data)
     print(f"accuracy\t{metrics.accuracy:.4f}")
     print(f"macro_f1\t{metrics.macro_f1:.4f}")
+    print(f"calibration_error\t{metrics.calibration_error:.4f}")
     print(f"examples\t{len(examples)}")
     print_confusion_matrix(metrics.confusion, label_names, title=f"confusion matrix on {described} (rows: true, columns: predicted)")
     if plot is not None:
@@ -223,6 +229,7 @@ def classify_cv(
     time_budget: TimeBudget = None,
     patience: Patience = PATIENCE,
     skip_bad: SkipBad = False,
+    normalise: Normalise = True,
     encoding: Encoding = "utf-8",
     tokenizer: Tokenizer = "bpe",
     vocab_size: VocabSize = 8000,
@@ -257,7 +264,7 @@ def classify_cv(
         epochs = DEFAULT_EPOCHS
     model_config, data, train, pretrain = _configs(
         max_steps=max_steps, epochs=epochs, time_budget=time_budget, patience=patience, skip_bad=skip_bad,
-        encoding=encoding, tokenizer=tokenizer, vocab_size=vocab_size, val_frac=val_frac, max_tokens=max_tokens,
+        normalise=normalise, encoding=encoding, tokenizer=tokenizer, vocab_size=vocab_size, val_frac=val_frac, max_tokens=max_tokens,
         cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers, pooling=pooling,
         dropout=dropout, ngram_buckets=ngram_buckets, ngram_order=ngram_order, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
         eval_every=eval_every, seed=seed, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr)
@@ -273,5 +280,7 @@ def classify_cv(
     f1, f1_spread = CrossValidation.mean_and_spread([m.macro_f1 for m in result.folds])
     print(f"accuracy\t{accuracy:.4f}\t± {accuracy_spread:.4f}")
     print(f"macro_f1\t{f1:.4f}\t± {f1_spread:.4f}")
+    calibration, calibration_spread = CrossValidation.mean_and_spread([m.calibration_error for m in result.folds])
+    print(f"calibration_error\t{calibration:.4f}\t± {calibration_spread:.4f}")
     print(f"folds\t{folds}")
     print(f"seconds_per_fold\t{sum(result.seconds) / len(result.seconds):.1f}")

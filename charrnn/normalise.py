@@ -1,8 +1,12 @@
 """Bring text typed the way people type it to the conventions of the corpus a model learnt from.
 
 Tatoeba's English sentences (the translator's sources) always start with a capital and end with
-punctuation; a model that has seen nothing else loops on "where is the train station". These
-functions are applied at inference only, so the training data is never changed by them.
+punctuation; a model that has seen nothing else loops on "where is the train station".
+as_written_sentence brings typed input to that form at inference.
+
+rt-polarity (the sentiment data) goes the other way: lower-case, with punctuation split off by
+spaces. as_spaced_lowercase brings any text to that form; the classifier applies it to its
+training texts and to what it classifies alike, so "Great movie!" and "great movie !" are one input.
 """
 
 from __future__ import annotations
@@ -22,6 +26,19 @@ AUXILIARIES = frozenset(
 )
 SINGULAR_SUBJECTS = frozenset("he she it this that tom mary someone anyone everyone somebody anybody".split())
 SUBJECTS = SINGULAR_SUBJECTS | frozenset("i you we they there these those the a an your his her my our their its".split())
+
+
+# A word (letters and digits, with inner apostrophes and hyphens: "doesn't", "too-tepid") or a
+# run of one other visible character ("!", "--", "!!!").
+SPACED_TOKEN = re.compile(r"\w+(?:['-]\w+)*|([^\w\s])\1*")
+APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'"})
+
+
+def as_spaced_lowercase(text: str) -> str:
+    """Text as rt-polarity writes it: lower-case, typographic apostrophes made straight, and every
+    punctuation mark a token of its own between single spaces. "Loved it, didn’t you?!" becomes
+    "loved it , didn't you ? !"; text already written that way comes back unchanged."""
+    return " ".join(token.group() for token in SPACED_TOKEN.finditer(text.translate(APOSTROPHES).lower()))
 
 
 def _first_words(text: str) -> list[str]:

@@ -70,6 +70,36 @@ def test_separates_a_synthetic_multi_class_set(trained):
     assert sum(map(sum, metrics.confusion)) == 150
 
 
+def test_casing_and_punctuation_variants_get_the_same_label_and_probabilities(trained):
+    root, _ = trained
+    model, vocab, label_names, payload = load_classifier(root / "run" / "best.pt", device="cpu")
+    assert ClassificationDataConfig.from_checkpoint(payload).normalise  # the default, recorded for inference
+    # A character vocabulary of lower-case training texts has no capitals: without normalisation
+    # "Goal" would read as "<unk>oal".
+    variants = ["the coach saw the goal", "The coach saw the goal!", "THE COACH SAW THE GOAL.", "the coach, saw the goal ?"]
+    predictions = classify(model, vocab, label_names, variants)
+    assert {p.label for p in predictions} == {"sport"}
+    first = predictions[0].probabilities["sport"]
+    assert all(p.probabilities["sport"] == pytest.approx(first, abs=0.05) for p in predictions)
+
+
+def test_a_checkpoint_from_before_normalisation_reads_its_texts_as_they_are():
+    payload = {"data_config": {"tokenizer": "char", "max_tokens": 50}}
+    assert not ClassificationDataConfig.from_checkpoint(payload).normalise
+
+
+def test_calibration_error_measures_the_gap_between_confidence_and_accuracy():
+    # Always 90% sure and right nine times in ten: calibrated.
+    probabilities = torch.tensor([[0.9, 0.1] if i % 10 else [0.1, 0.9] for i in range(100)])
+    actual = [0] * 100
+    assert ClassificationMetrics.from_probabilities(probabilities, actual).calibration_error == pytest.approx(0.0, abs=1e-6)
+    # Always 99% sure, right half the time: off by 0.49.
+    sure = torch.tensor([[0.99, 0.01]] * 100)
+    metrics = ClassificationMetrics.from_probabilities(sure, [0, 1] * 50)
+    assert metrics.accuracy == 0.5
+    assert metrics.calibration_error == pytest.approx(0.49, abs=1e-6)
+
+
 def test_prediction_keeps_order_line_count_and_empty_lines(trained):
     root, _ = trained
     model, vocab, label_names, _ = load_classifier(root / "run" / "best.pt", device="cpu")

@@ -3,7 +3,7 @@ written that way is left alone."""
 
 import pytest
 
-from charrnn.normalise import as_written_sentence, asks_a_question
+from charrnn.normalise import as_spaced_lowercase, as_written_sentence, asks_a_question
 
 
 @pytest.mark.parametrize("typed,written", [
@@ -35,3 +35,15 @@ def test_empty_and_blank_lines_stay_empty():
 def test_questions_need_a_subject_after_an_auxiliary():
     assert asks_a_question("can you help me") and not asks_a_question("can of beans on the table")
     assert asks_a_question("how old are you") and not asks_a_question("")
+
+
+@pytest.mark.parametrize("typed, spaced", [
+    ("This movie was great!", "this movie was great !"),
+    ("Loved it, didn’t you?!", "loved it , didn't you ? !"),
+    ("not worth the price...", "not worth the price ..."),
+    ("a too-tepid biopic -- sadly", "a too-tepid biopic -- sadly"),
+    ("", ""),
+])
+def test_texts_become_rt_polaritys_spaced_lower_case(typed, spaced):
+    assert as_spaced_lowercase(typed) == spaced
+    assert as_spaced_lowercase(spaced) == spaced  # already in that form: unchanged

@@ -22,6 +22,7 @@ from ..errors import UsageError
 from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
 from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
 from ..ngrams import NgramCounts, ngram_ids
+from ..normalise import as_spaced_lowercase
 from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 from ..vocab import Vocab
 
@@ -45,6 +46,15 @@ class ClassificationDataConfig:
     max_tokens: int = 400  # longer texts are cut (a stray paragraph must not blow up a batch)
     encoding: str = "utf-8"
     skip_bad: bool = False
+    # Lower-case and split punctuation off (normalise.as_spaced_lowercase) every text, in training
+    # and in use: rt-polarity is written that way and people type otherwise.
+    normalise: bool = True
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict) -> ClassificationDataConfig:
+        """The data settings a checkpoint was trained with; one written before normalise existed
+        saw its texts as they were."""
+        return cls(**{"normalise": False, **payload["data_config"]})
 
     def validate(self) -> None:
         if self.tokenizer not in ("char", "bpe"):
@@ -66,13 +76,17 @@ def build_vocab(texts: Sequence[str], data: ClassificationDataConfig) -> Vocab:
 class EncodedTexts:
     """A classifier's inputs for a list of texts: token ids (cut to max_tokens; characters a
     character vocabulary lacks become <unk>, and a text with no tokens becomes a single <unk>),
-    and the bucket ids of their word n-grams when the model has an n-gram channel."""
+    and the bucket ids of their word n-grams when the model has an n-gram channel. With
+    normalise, the texts are first lower-cased with punctuation split off."""
 
     tokens: list[list[int]]
     ngrams: list[list[int]] | None
 
     @classmethod
-    def of(cls, texts: Sequence[str], vocab: Vocab, config: ClassifierConfig, max_tokens: int) -> EncodedTexts:
+    def of(cls, texts: Sequence[str], vocab: Vocab, config: ClassifierConfig, max_tokens: int, *,
+           normalise: bool) -> EncodedTexts:
+        if normalise:
+            texts = [as_spaced_lowercase(text) for text in texts]
         tokens = [vocab.encode(text, unknown_id=UNK)[:max_tokens] or [UNK] for text in texts]
         ngrams = None
         if config.ngram_buckets:
@@ -98,12 +112,38 @@ class EncodedTexts:
 # -- metrics -----------------------------------------------------------------------------------
 
 
+CALIBRATION_BINS = 10
+
+
+def expected_calibration_error(probabilities: torch.Tensor, actual: Sequence[int], bins: int = CALIBRATION_BINS) -> float:
+    """How far the model's confidence is from its accuracy: texts grouped by the probability of
+    the class chosen (equal-width bins), the gap between mean confidence and accuracy in each bin,
+    weighted by the bin's share of texts (Guo et al., 2017). 0 is perfectly calibrated."""
+    confidence, predicted = probabilities.float().max(dim=-1)
+    correct = (predicted == torch.as_tensor(actual)).float()
+    which = (confidence * bins).long().clamp(max=bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += float(members.float().mean() * (confidence[members].mean() - correct[members].mean()).abs())
+    return error
+
+
 @dataclass
 class ClassificationMetrics:
     accuracy: float
     macro_f1: float
     confusion: list[list[int]]  # confusion[true][predicted]
     f1: list[float]  # per class
+    calibration_error: float | None = None  # expected calibration error, when probabilities were given
+
+    @classmethod
+    def from_probabilities(cls, probabilities: torch.Tensor, actual: Sequence[int]) -> ClassificationMetrics:
+        """Metrics of the most probable class, with the calibration of the probabilities."""
+        metrics = cls.from_predictions(probabilities.argmax(dim=-1).tolist(), actual, probabilities.shape[-1])
+        metrics.calibration_error = expected_calibration_error(probabilities, actual)
+        return metrics
 
     @classmethod
     def from_predictions(cls, predicted: Sequence[int], actual: Sequence[int], num_classes: int) -> ClassificationMetrics:
@@ -182,9 +222,9 @@ class ClassificationTask:
             probabilities = predict_probabilities(model, self.val)
         targets = torch.tensor(self.val_labels)
         val_loss = float(torch.nn.functional.nll_loss(probabilities.clamp_min(1e-12).log(), targets))
-        metrics = ClassificationMetrics.from_predictions(probabilities.argmax(dim=-1).tolist(), self.val_labels,
-                                                         len(self.label_names))
-        return {"val_loss": val_loss, "val_accuracy": metrics.accuracy, "val_macro_f1": metrics.macro_f1, **mixing}
+        metrics = ClassificationMetrics.from_probabilities(probabilities, self.val_labels)
+        return {"val_loss": val_loss, "val_accuracy": metrics.accuracy, "val_macro_f1": metrics.macro_f1,
+                "val_calibration_error": metrics.calibration_error, **mixing}
 
     @torch.no_grad()
     def validation_logit_parts(self, model: Classifier, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -295,7 +335,7 @@ def validation_split(payload: dict) -> LabelledTexts:
     """The validation texts of the run that made a checkpoint: its data files split again with
     the same settings, which gives the same texts, none of which its recurrent part trained on.
     Its naive Bayes channel counted them, so evaluate them with counted=True."""
-    data = ClassificationDataConfig(**payload["data_config"])
+    data = ClassificationDataConfig.from_checkpoint(payload)
     if not payload.get("data_paths"):
         raise UsageError("this checkpoint does not name its data; give labelled data with --data")
     paths = [locate_data_file(recorded_data_file(p), "data file") for p in payload["data_paths"]]
@@ -337,7 +377,7 @@ def train_classifier(
     payload = None
     if resume is not None:
         payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
-        data = ClassificationDataConfig(**payload["data_config"])
+        data = ClassificationDataConfig.from_checkpoint(payload)
         train = resumed_train_config(payload, train)
         data_paths = data_paths or [recorded_data_file(p) for p in payload.get("data_paths") or []]
         run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
@@ -367,8 +407,8 @@ def train_classifier(
         torch.manual_seed(train.seed)
         model = Classifier(ClassifierConfig(vocab_size=vocab.size, num_classes=len(label_names), pad_id=PAD,
                                             **(model_config or {})))
-    train_inputs = EncodedTexts.of(train_set.texts, vocab, model.config, data.max_tokens)
-    val_inputs = EncodedTexts.of(val_set.texts, vocab, model.config, data.max_tokens)
+    train_inputs = EncodedTexts.of(train_set.texts, vocab, model.config, data.max_tokens, normalise=data.normalise)
+    val_inputs = EncodedTexts.of(val_set.texts, vocab, model.config, data.max_tokens, normalise=data.normalise)
     if payload is not None:
         restore_ngram_counts(model, payload)
     elif model.config.ngram_buckets:
@@ -424,16 +464,17 @@ class Prediction:
 
 
 def classify(model: Classifier, vocab: Vocab, label_names: Sequence[str], lines: Sequence[str], *,
-             max_tokens: int = 400, batch_size: int = EVAL_BATCH) -> list[Prediction]:
+             max_tokens: int = 400, normalise: bool = True, batch_size: int = EVAL_BATCH) -> list[Prediction]:
     """Classify lines in batches, returning one prediction a line in input order; an empty line
-    gets an empty prediction, so outputs stay aligned with inputs line by line."""
+    gets an empty prediction, so outputs stay aligned with inputs line by line. max_tokens and
+    normalise as the model was trained (ClassificationDataConfig.from_checkpoint)."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
     texts = [line.strip() for line in lines]
     filled = [i for i, text in enumerate(texts) if text]
     results = [Prediction(line, None) for line in lines]
     if filled:
-        encoded = EncodedTexts.of([texts[i] for i in filled], vocab, model.config, max_tokens)
+        encoded = EncodedTexts.of([texts[i] for i in filled], vocab, model.config, max_tokens, normalise=normalise)
         probabilities = predict_probabilities(model, encoded, batch_size)
         for i, row in zip(filled, probabilities.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
@@ -442,13 +483,14 @@ def classify(model: Classifier, vocab: Vocab, label_names: Sequence[str], lines:
 
 
 def evaluate_classifier(model: Classifier, vocab: Vocab, label_names: Sequence[str], examples: LabelledTexts, *,
-                        max_tokens: int = 400, counted: bool = False) -> ClassificationMetrics:
-    """Accuracy, macro-F1 and the confusion matrix on labelled texts (labels in the model's order).
-    counted: the texts are the model's own validation texts (see validation_split), whose n-grams
-    it counted; each is then scored with its own counts left out, as if unseen."""
-    encoded = EncodedTexts.of(examples.texts, vocab, model.config, max_tokens)
+                        max_tokens: int = 400, normalise: bool = True, counted: bool = False) -> ClassificationMetrics:
+    """Accuracy, macro-F1, calibration error and the confusion matrix on labelled texts (labels in
+    the model's order). counted: the texts are the model's own validation texts (see
+    validation_split), whose n-grams it counted; each is then scored with its own counts left out,
+    as if unseen."""
+    encoded = EncodedTexts.of(examples.texts, vocab, model.config, max_tokens, normalise=normalise)
     probabilities = predict_probabilities(model, encoded, counted_labels=examples.labels if counted else None)
-    return ClassificationMetrics.from_predictions(probabilities.argmax(dim=-1).tolist(), examples.labels, len(label_names))
+    return ClassificationMetrics.from_probabilities(probabilities, examples.labels)
 
 
 def read_evaluation_data(data_paths: Sequence[str], label_names: Sequence[str], *, skip_bad: bool = False,
@@ -518,7 +560,8 @@ def cross_validate(
             if result.stop_reason == "interrupted":
                 raise KeyboardInterrupt
             model, vocab, label_names, _ = load_classifier(fold_dir / "best.pt", device=device)
-            metrics = evaluate_classifier(model, vocab, label_names, examples.subset(test_index), max_tokens=data.max_tokens)
+            metrics = evaluate_classifier(model, vocab, label_names, examples.subset(test_index), max_tokens=data.max_tokens,
+                                          normalise=data.normalise)
             results.append(metrics)
             seconds.append(elapsed)
             if on_fold is not None:
