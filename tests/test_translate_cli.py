@@ -43,6 +43,15 @@ def test_json_lines(trained):
     assert all(r["score"] <= 0 for r in rows)
 
 
+def test_typed_input_is_written_as_sentences_only_for_a_model_trained_on_sentences(trained):
+    # These sources are bare lower-case words, so the model reads input as it is typed ...
+    proc = run("translate", "-c", "checkpoints/pairs/best.pt", "--json", "cab", cwd=trained)
+    assert json.loads(proc.stdout)["read_as"] == "cab"
+    # ... unless asked (the bundled model, trained on Tatoeba's written sentences, does so by default).
+    proc = run("translate", "-c", "checkpoints/pairs/best.pt", "--json", "--normalise", "cab", cwd=trained)
+    assert json.loads(proc.stdout)["read_as"] == "Cab."
+
+
 def test_attention_plot(trained):
     proc = run("translate", "-c", "checkpoints/pairs/best.pt", "fade", "--plot", "attention.png", cwd=trained)
     assert proc.returncode == 0, proc.stderr.decode()

