@@ -42,8 +42,17 @@ def test_questions_need_a_subject_after_an_auxiliary():
     ("Loved it, didn’t you?!", "loved it , didn't you ? !"),
     ("not worth the price...", "not worth the price ..."),
     ("a too-tepid biopic -- sadly", "a too-tepid biopic -- sadly"),
+    ("the co-writer/director's 'expanded vision'", "the co-writer/director's 'expanded vision'"),
     ("", ""),
 ])
 def test_texts_become_rt_polaritys_spaced_lower_case(typed, spaced):
     assert as_spaced_lowercase(typed) == spaced
     assert as_spaced_lowercase(spaced) == spaced  # already in that form: unchanged
+
+
+def test_rt_polaritys_own_texts_come_back_unchanged():
+    # Lines in rt-polarity's form: what the classifier trains on must not change under it.
+    for line in ["the rock is destined to be the 21st century's new \" conan \" and that he's going to make a splash .",
+                 "effective but too-tepid biopic",
+                 "an utterly compelling 'who wrote it' in which [schweiger] is . . . good -- really"]:
+        assert as_spaced_lowercase(line) == line
