@@ -41,10 +41,10 @@ WARMUP_FRACTION = 0.05  # of the run's steps
 MIN_LR_RATIO = 0.0
 # Dropout by the passes the run will make over its training tokens: none for a short run, more as
 # a long one starts to learn its corpus by heart (measured on the dev split; the README has the
-# figures). Dropout is not free: drawing its masks made a step of the 2x256 model on the CPU 1.25x
-# as long in fp32 (16 x 64) and 1.55x in bf16 (64 x 64), so the epochs that decide it are counted at
-# the measured cost of a step with dropout, and less than MIN_DROPOUT is none: at 9 epochs dropout
-# 0.1 gained only 0.008 nats/char at equal tokens, less than the tokens its cost takes away.
+# figures). Dropout is not free: drawing its masks made a step of the 2x256 model on the CPU 1.3x
+# as long in fp32 (16 x 64: 31 ms) and 1.8x in bf16 (64 x 64: 57 ms), so the epochs that decide it
+# are counted at the measured cost of a step with dropout, and less than MIN_DROPOUT is none: at 9
+# epochs dropout 0.1 gained only 0.008 nats/char at equal tokens, less than its cost takes away.
 DROPOUT_FREE_EPOCHS = 8
 DROPOUT_PER_DOUBLING = 0.1  # added for each doubling of the epochs past DROPOUT_FREE_EPOCHS
 MIN_DROPOUT = 0.05
