@@ -179,6 +179,18 @@ def test_a_run_says_what_it_chose_and_resume_keeps_it(tiny_corpus, tmp_path):
     assert saved["train_config"]["learning_rate"] == note["learning_rate"]
 
 
+def test_a_long_run_gets_dropout_timed_with_its_masks(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    train_language_model(str(tiny_corpus), model_config=dict(hidden_size=16, num_layers=1), train=TrainConfig(epochs=40),
+                         run_dir=run, device="cpu", precision="fp32")
+    note = _start_event(run)[0]["settings"]
+    assert note["planned_epochs"] == pytest.approx(40, rel=0.05)
+    assert note["dropout"] > 0  # 40 passes over a tiny corpus: it would learn it by heart
+    from charrnn.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run / "last.pt")["model_config"]["dropout"] == note["dropout"]
+
+
 def test_settings_given_in_python_are_kept(tiny_corpus, tmp_path):
     train = TrainConfig(max_steps=4, learning_rate=2e-3, warmup_steps=2, eval_every=2)
     train_language_model(str(tiny_corpus), model_config=dict(hidden_size=16, num_layers=1, dropout=0.0),
