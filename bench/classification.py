@@ -135,13 +135,13 @@ def classification_speed(files: list[Path], checkpoint: Path) -> list[list[str]]
     from charrnn.tasks.classify import ClassificationDataConfig, classify, load_classifier
 
     model, vocab, label_names, payload = load_classifier(checkpoint, device="cpu")
-    normalise = ClassificationDataConfig.from_checkpoint(payload).normalise
+    trained = ClassificationDataConfig.from_checkpoint(payload)
     texts = read_labelled(files).texts
     rows = []
     for name, batch_size, count in (("batched (256)", 256, len(texts)), ("one at a time", 1, 1000)):
-        classify(model, vocab, label_names, texts[:300], batch_size=batch_size, normalise=normalise)  # warm-up
+        classify(model, vocab, label_names, texts[:300], batch_size=batch_size, data=trained)  # warm-up
         start = time.perf_counter()
-        classify(model, vocab, label_names, texts[:count], batch_size=batch_size, normalise=normalise)
+        classify(model, vocab, label_names, texts[:count], batch_size=batch_size, data=trained)
         rate = count / (time.perf_counter() - start)
         rows.append([name, f"{count:,}", f"{rate:,.0f}"])
         log(f"{name}: {rate:,.0f} sentences/s")
@@ -211,8 +211,7 @@ def written_fold_scores(files: list[Path], folds: int, kept: Path) -> dict[str, 
         trained = ClassificationDataConfig.from_checkpoint(payload)
         fold = data.subset(test_index)
         fold.texts = [as_people_write(text) for text in fold.texts]
-        scores.append(evaluate_classifier(model, vocab, label_names, fold, max_tokens=trained.max_tokens,
-                                          normalise=trained.normalise))
+        scores.append(evaluate_classifier(model, vocab, label_names, fold, data=trained))
     accuracy, spread = CrossValidation.mean_and_spread([m.accuracy for m in scores])
     log(f"written folds: accuracy {accuracy:.4f}")
     return {"accuracy": accuracy, "accuracy_spread": spread, "macro_f1": sum(m.macro_f1 for m in scores) / len(scores),
@@ -231,8 +230,7 @@ def everyday_table(files: list[Path], args) -> None:
     model, vocab, label_names, payload = load_classifier(checkpoint, device="cpu")
     trained = ClassificationDataConfig.from_checkpoint(payload)
     everyday = read_labelled([everyday_file], label_names=label_names)
-    ours = evaluate_classifier(model, vocab, label_names, everyday, max_tokens=trained.max_tokens,
-                               normalise=trained.normalise)
+    ours = evaluate_classifier(model, vocab, label_names, everyday, data=trained)
     rt = read_labelled(files, label_names=label_names)
     baseline = tfidf_logistic_regression().fit(rt.texts, rt.labels)
     predicted = baseline.predict(everyday.texts)

@@ -115,8 +115,7 @@ def classify_text(
     model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
     trained = ClassificationDataConfig.from_checkpoint(payload)
     for lines in chunks:
-        for p in classify(model, vocab, label_names, lines, max_tokens=trained.max_tokens, normalise=trained.normalise,
-                          batch_size=batch_size):
+        for p in classify(model, vocab, label_names, lines, data=trained, batch_size=batch_size):
             if as_json:
                 probabilities = {k: round(v, 4) for k, v in p.probabilities.items()} or None
                 line = json.dumps({"text": p.text, "label": p.label, "probabilities": probabilities}, ensure_ascii=False)
@@ -208,8 +207,7 @@ def classify_eval(
         examples = validation_split(payload)
         described = "the run's validation split"
     trained = ClassificationDataConfig.from_checkpoint(payload)
-    metrics = evaluate_classifier(model, vocab, label_names, examples, max_tokens=trained.max_tokens,
-                                  normalise=trained.normalise, counted=not data)
+    metrics = evaluate_classifier(model, vocab, label_names, examples, data=trained, counted=not data)
     print(f"accuracy\t{metrics.accuracy:.4f}")
     print(f"macro_f1\t{metrics.macro_f1:.4f}")
     print(f"calibration_error\t{metrics.calibration_error:.4f}")

@@ -74,20 +74,19 @@ def build_vocab(texts: Sequence[str], data: ClassificationDataConfig) -> Vocab:
 
 @dataclass
 class EncodedTexts:
-    """A classifier's inputs for a list of texts: token ids (cut to max_tokens; characters a
-    character vocabulary lacks become <unk>, and a text with no tokens becomes a single <unk>),
-    and the bucket ids of their word n-grams when the model has an n-gram channel. With
-    normalise, the texts are first lower-cased with punctuation split off."""
+    """A classifier's inputs for a list of texts, read as the data settings say: token ids (cut to
+    data.max_tokens; characters a character vocabulary lacks become <unk>, and a text with no
+    tokens becomes a single <unk>), and the bucket ids of their word n-grams when the model has an
+    n-gram channel. With data.normalise, the texts are first lower-cased with punctuation split off."""
 
     tokens: list[list[int]]
     ngrams: list[list[int]] | None
 
     @classmethod
-    def of(cls, texts: Sequence[str], vocab: Vocab, config: ClassifierConfig, max_tokens: int, *,
-           normalise: bool) -> EncodedTexts:
-        if normalise:
+    def of(cls, texts: Sequence[str], vocab: Vocab, config: ClassifierConfig, data: ClassificationDataConfig) -> EncodedTexts:
+        if data.normalise:
             texts = [as_spaced_lowercase(text) for text in texts]
-        tokens = [vocab.encode(text, unknown_id=UNK)[:max_tokens] or [UNK] for text in texts]
+        tokens = [vocab.encode(text, unknown_id=UNK)[: data.max_tokens] or [UNK] for text in texts]
         ngrams = None
         if config.ngram_buckets:
             ngrams = [ngram_ids(text, config.ngram_buckets, config.ngram_order) for text in texts]
@@ -407,8 +406,8 @@ def train_classifier(
         torch.manual_seed(train.seed)
         model = Classifier(ClassifierConfig(vocab_size=vocab.size, num_classes=len(label_names), pad_id=PAD,
                                             **(model_config or {})))
-    train_inputs = EncodedTexts.of(train_set.texts, vocab, model.config, data.max_tokens, normalise=data.normalise)
-    val_inputs = EncodedTexts.of(val_set.texts, vocab, model.config, data.max_tokens, normalise=data.normalise)
+    train_inputs = EncodedTexts.of(train_set.texts, vocab, model.config, data)
+    val_inputs = EncodedTexts.of(val_set.texts, vocab, model.config, data)
     if payload is not None:
         restore_ngram_counts(model, payload)
     elif model.config.ngram_buckets:
@@ -464,17 +463,18 @@ class Prediction:
 
 
 def classify(model: Classifier, vocab: Vocab, label_names: Sequence[str], lines: Sequence[str], *,
-             max_tokens: int = 400, normalise: bool = True, batch_size: int = EVAL_BATCH) -> list[Prediction]:
+             data: ClassificationDataConfig | None = None, batch_size: int = EVAL_BATCH) -> list[Prediction]:
     """Classify lines in batches, returning one prediction a line in input order; an empty line
-    gets an empty prediction, so outputs stay aligned with inputs line by line. max_tokens and
-    normalise as the model was trained (ClassificationDataConfig.from_checkpoint)."""
+    gets an empty prediction, so outputs stay aligned with inputs line by line. data: the
+    settings the model was trained with (ClassificationDataConfig.from_checkpoint), which say how
+    to read a text [default: today's defaults]."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
     texts = [line.strip() for line in lines]
     filled = [i for i, text in enumerate(texts) if text]
     results = [Prediction(line, None) for line in lines]
     if filled:
-        encoded = EncodedTexts.of([texts[i] for i in filled], vocab, model.config, max_tokens, normalise=normalise)
+        encoded = EncodedTexts.of([texts[i] for i in filled], vocab, model.config, data or ClassificationDataConfig())
         probabilities = predict_probabilities(model, encoded, batch_size)
         for i, row in zip(filled, probabilities.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
@@ -483,12 +483,12 @@ def classify(model: Classifier, vocab: Vocab, label_names: Sequence[str], lines:
 
 
 def evaluate_classifier(model: Classifier, vocab: Vocab, label_names: Sequence[str], examples: LabelledTexts, *,
-                        max_tokens: int = 400, normalise: bool = True, counted: bool = False) -> ClassificationMetrics:
+                        data: ClassificationDataConfig | None = None, counted: bool = False) -> ClassificationMetrics:
     """Accuracy, macro-F1, calibration error and the confusion matrix on labelled texts (labels in
-    the model's order). counted: the texts are the model's own validation texts (see
+    the model's order), read as classify reads them (data). counted: the texts are the model's own validation texts (see
     validation_split), whose n-grams it counted; each is then scored with its own counts left out,
     as if unseen."""
-    encoded = EncodedTexts.of(examples.texts, vocab, model.config, max_tokens, normalise=normalise)
+    encoded = EncodedTexts.of(examples.texts, vocab, model.config, data or ClassificationDataConfig())
     probabilities = predict_probabilities(model, encoded, counted_labels=examples.labels if counted else None)
     return ClassificationMetrics.from_probabilities(probabilities, examples.labels)
 
@@ -560,8 +560,7 @@ def cross_validate(
             if result.stop_reason == "interrupted":
                 raise KeyboardInterrupt
             model, vocab, label_names, _ = load_classifier(fold_dir / "best.pt", device=device)
-            metrics = evaluate_classifier(model, vocab, label_names, examples.subset(test_index), max_tokens=data.max_tokens,
-                                          normalise=data.normalise)
+            metrics = evaluate_classifier(model, vocab, label_names, examples.subset(test_index), data=data)
             results.append(metrics)
             seconds.append(elapsed)
             if on_fold is not None:

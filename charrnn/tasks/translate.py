@@ -269,8 +269,9 @@ def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines
     With normalise, each line is first written as Tatoeba's English sentences are (a capital,
     final punctuation; see normalise.as_written_sentence): pass the checkpoint's
     TranslationDataConfig.from_checkpoint(payload).written_sources. The bundled model, which has
-    seen nothing else, scored 37.3 beam BLEU on typed dev sources read so and 9.2 read as typed. No output repeats an n-gram of
-    no_repeat_ngram tokens (0: no blocking; None: default_no_repeat_ngram)."""
+    seen nothing else, scored 37.3 beam BLEU on typed dev sources read so and 9.2 read as typed.
+    No output repeats an n-gram of no_repeat_ngram tokens (0: no blocking; None:
+    default_no_repeat_ngram)."""
     if beam < 1:
         raise UsageError(f"--beam must be at least 1, not {beam}")
     if max_len is not None and max_len < 1:
