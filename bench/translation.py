@@ -48,7 +48,7 @@ def main() -> None:
                         help="n-gram sizes to block, comma-separated; 0 is no blocking [default: 0 and charrnn's]")
     args = parser.parse_args()
     set_threads(args.threads)
-    from charrnn.tasks.translate import (default_no_repeat_ngram, evaluate_translations, held_out_pairs, load_translator,
+    from charrnn.tasks.translate import (TranslationDataConfig, default_no_repeat_ngram, evaluate_translations, held_out_pairs, load_translator,
                                          translate)
 
     limit = args.limit or (200 if args.quick else None)
@@ -60,13 +60,14 @@ def main() -> None:
         trained = payload.get("train_state", {}).get("elapsed", 0.0)
         log(f"{path}: {name}, {len(pairs)} {args.split} pairs")
         typed = [(as_people_type_it(source), target) for source, target in pairs]
+        casing = TranslationDataConfig.from_checkpoint(payload).source_casing
         default_ngram = default_no_repeat_ngram(target_vocab)
         blocking = args.no_repeat or sorted({0, default_ngram})
         variants = [("as written", pairs, False), ("typed", typed, False), ("typed, normalised", typed, True)]
         for sources, variant_pairs, normalise in variants:
             for ngram in blocking:
                 results = evaluate_translations(model, source_vocab, target_vocab, variant_pairs, beams=(1, args.beam),
-                                                no_repeat_ngram=ngram, normalise=normalise)
+                                                no_repeat_ngram=ngram, normalise=normalise, casing=casing)
                 for result in results:
                     quality.append([str(path), name, f"{trained / 60:.0f} min", sources, result.decoding,
                                     str(ngram or "off"), f"{result.bleu:.1f}", f"{result.chrf:.1f}", f"{result.looping:,}"])

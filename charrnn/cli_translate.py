@@ -32,7 +32,7 @@ def translate_text(
     max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens \\[default: twice the input plus 10].")] = None,
     length_penalty: Annotated[float, typer.Option(help="Beam search: rank by score / length ** this.")] = 1.0,
     no_repeat_ngram: Annotated[Optional[int], typer.Option(help="Never repeat an n-gram of this many tokens; 0 allows repeats \\[default: 3 BPE tokens, 16 characters].")] = None,
-    normalise: Annotated[Optional[bool], typer.Option("--normalise/--no-normalise", help="First write each line as the training sources are written: a capital first letter and final punctuation ('?' for an English question) \\[default: when the model's training sources were written so, as the bundled model's are].")] = None,
+    normalise: Annotated[Optional[bool], typer.Option("--normalise/--no-normalise", help="First write each line as the training sources are written: a capital first letter, names with their capitals, and final punctuation ('?' for an English question) \\[default: when the model's training sources were written so, as the bundled model's are].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: source, the source as read, translation, score.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Save the attention weights of the translation as a PNG heat map (one sentence).")] = None,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
@@ -46,13 +46,14 @@ def translate_text(
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
     chunks = input_lines(texts, "sentences to translate")
     model, source_vocab, target_vocab, payload = load_translator(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
+    data = TranslationDataConfig.from_checkpoint(payload)
     if normalise is None:
-        normalise = bool(TranslationDataConfig.from_checkpoint(payload).written_sources)
+        normalise = bool(data.written_sources)
     plotted = False
     for lines in chunks:
         results = translate(model, source_vocab, target_vocab, lines, beam=beam, max_len=max_len,
                             batch_size=batch_size, length_penalty=length_penalty,
-                            no_repeat_ngram=no_repeat_ngram, normalise=normalise)
+                            no_repeat_ngram=no_repeat_ngram, normalise=normalise, casing=data.source_casing)
         if plot is not None:
             sentences = [r for r in results if r.read_as]
             if plotted or len(sentences) != 1:

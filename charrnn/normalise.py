@@ -2,7 +2,8 @@
 
 Tatoeba's English sentences (the translator's sources) always start with a capital and end with
 punctuation; a model that has seen nothing else loops on "where is the train station".
-as_written_sentence brings typed input to that form at inference.
+as_written_sentence brings typed input to that form at inference, names included: learn_casing
+reads from the training sources which words are written with capitals ("Tom", "Boston", "TV").
 
 rt-polarity (the sentiment data) goes the other way: lower-case, with punctuation split off by
 spaces. as_spaced_lowercase brings any text to that form; the classifier applies it to its
@@ -12,6 +13,8 @@ training texts and to what it classifies alike, so "Great movie!" and "great mov
 from __future__ import annotations
 
 import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 
 FINAL_PUNCTUATION = ".!?…"
 # Closing marks that may follow the final punctuation: 'He said "Go."'
@@ -43,6 +46,34 @@ def as_spaced_lowercase(text: str) -> str:
     return " ".join(token.group() for token in SPACED_TOKEN.finditer(text.translate(APOSTROPHES).lower()))
 
 
+# A word for the casing table: letters only, so "tom's" is "tom" and "'s", and "i'm" is "i" and "'m".
+CASED_WORD = re.compile(r"[^\W\d_]+")
+# Between two words, one of these ends a sentence, so the next word's capital says nothing.
+SENTENCE_END = re.compile(r"[.!?…]")
+MIN_CASED_COUNT = 2  # a word is written with capitals when seen so at least this often
+
+
+def learn_casing(sentences: Iterable[str]) -> dict[str, str]:
+    """How the sentences write words that are not all lower-case: {"tom": "Tom", "tv": "TV"},
+    for each word whose most frequent form away from the start of a sentence has capitals, is
+    seen at least MIN_CASED_COUNT times and is more than half of that word's occurrences there.
+    A typed "tom" then reads as the model has always seen it."""
+    forms: dict[str, Counter] = defaultdict(Counter)
+    for sentence in sentences:
+        previous_end = None
+        for match in CASED_WORD.finditer(sentence):
+            starts_sentence = previous_end is None or SENTENCE_END.search(sentence, previous_end, match.start())
+            previous_end = match.end()
+            if not starts_sentence:
+                forms[match.group().lower()][match.group()] += 1
+    casing = {}
+    for word, counts in forms.items():
+        form, count = counts.most_common(1)[0]
+        if form != word and count >= MIN_CASED_COUNT and count > sum(counts.values()) / 2:
+            casing[word] = form
+    return casing
+
+
 def _first_words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())[:2]
 
@@ -59,13 +90,17 @@ def asks_a_question(text: str) -> bool:
     return words[0] in AUXILIARIES and len(words) > 1 and words[1] in SUBJECTS
 
 
-def as_written_sentence(text: str) -> str:
+def as_written_sentence(text: str, casing: Mapping[str, str] | None = None) -> str:
     """One line of English as a Tatoeba sentence is written: single spaces, a capital first letter,
-    a capital pronoun "I", and final punctuation ("?" when it reads as a question, else ".") when
-    the line has none. Text already written that way comes back unchanged."""
+    a capital pronoun "I", the words of casing (learn_casing) written as it says where they are
+    typed in lower case, and final punctuation ("?" when it reads as a question, else ".") when
+    the line has none. Text already written that way comes back unchanged (with casing: unless a
+    word is in lower case where the training sources mostly give it capitals)."""
     text = " ".join(text.split())
     if not text:
         return text
+    if casing:
+        text = CASED_WORD.sub(lambda word: casing.get(word.group(), word.group()), text)
     text = re.sub(r"\bi\b(?=$|[\s'’.,!?;:])", "I", text)  # the pronoun is "I" wherever it stands
     text = text[0].upper() + text[1:]
     if text.rstrip(CLOSING_MARKS)[-1:] not in FINAL_PUNCTUATION:

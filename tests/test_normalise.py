@@ -3,7 +3,7 @@ written that way is left alone."""
 
 import pytest
 
-from charrnn.normalise import as_spaced_lowercase, as_written_sentence, asks_a_question
+from charrnn.normalise import as_spaced_lowercase, as_written_sentence, asks_a_question, learn_casing
 
 
 @pytest.mark.parametrize("typed,written", [
@@ -30,6 +30,22 @@ def test_written_sentences_are_unchanged(sentence):
 
 def test_empty_and_blank_lines_stay_empty():
     assert as_written_sentence("") == "" and as_written_sentence("   ") == ""
+
+
+def test_casing_is_learnt_where_a_capital_is_not_the_sentences_own():
+    sentences = ["I like Paris.", "Paris is big. Cats sleep.", "We saw cats.", "Go to Paris!", "My iPad broke.",
+                 "Her iPad works.", "The flash was bright.", "A Flash drive.", "A flash drive."]
+    # "Cats" after a full stop and "The"/"A" opening a sentence teach nothing; "flash" is lower-case
+    # more often than not; "I" is seen once only.
+    assert learn_casing(sentences) == {"paris": "Paris", "ipad": "iPad"}
+
+
+def test_typed_words_take_the_learnt_casing_and_written_ones_keep_theirs():
+    casing = {"tom": "Tom", "boston": "Boston", "tv": "TV"}
+    assert as_written_sentence("do you know tom", casing) == "Do you know Tom?"
+    assert as_written_sentence("tom's tv is in boston", casing) == "Tom's TV is in Boston."
+    assert as_written_sentence("tomorrow TOM sees Tv", casing) == "Tomorrow TOM sees Tv."  # whole words, lower-case only
+    assert as_written_sentence("", casing) == ""
 
 
 def test_questions_need_a_subject_after_an_auxiliary():

@@ -13,6 +13,7 @@ from charrnn.tasks.translate import (
     PAD,
     TranslationDataConfig,
     attention_weights,
+    load_split,
     load_translator,
     pad_batch,
     sources_are_written,
@@ -214,3 +215,25 @@ def test_training_sources_count_as_written_when_nearly_all_are_sentences():
     assert not sources_are_written(["abc", "hgf", "dead"])
     old_checkpoint = {"data_config": {"tokenizer": "bpe"}}  # trained before the record existed, on Tatoeba
     assert TranslationDataConfig.from_checkpoint(old_checkpoint).written_sources
+
+
+def test_written_training_sources_teach_the_casing_typed_input_is_read_with(tmp_path):
+    sentences = ["I met Tom in Boston.", "Where does Tom live?", "Tom is tall.", "We saw Boston.", "Is it TV?",
+                 "He watches TV.", "Call him now."] * 5
+    (tmp_path / "pairs.tsv").write_text("".join(f"{s}\t{s}\n" for s in sentences))
+    data = TranslationDataConfig(tokenizer="char", test_size=3, dev_size=3)
+    _, decided, _, _ = load_split(str(tmp_path / "pairs.tsv"), data)
+    # "Tom" opening a sentence says nothing of its casing; elsewhere it is always "Tom".
+    assert decided.source_casing == {"tom": "Tom", "boston": "Boston", "tv": "TV"}
+    (tmp_path / "typed.tsv").write_text("".join(f"{s.lower().rstrip('.?')}\t{s}\n" for s in sentences))
+    _, typed, _, _ = load_split(str(tmp_path / "typed.tsv"), data)
+    assert typed.source_casing == {}  # sources not written as sentences teach no casing
+    old_checkpoint = {"data_config": {"tokenizer": "bpe"}}  # trained before source_casing existed
+    assert TranslationDataConfig.from_checkpoint(old_checkpoint).source_casing == {}
+
+
+def test_translate_reads_typed_names_with_the_learnt_casing(looping_translator):
+    model, source_vocab, target_vocab = looping_translator
+    [plain] = translate(model, source_vocab, target_vocab, ["i saw tom"], normalise=True)
+    [cased] = translate(model, source_vocab, target_vocab, ["i saw tom"], normalise=True, casing={"tom": "Tom"})
+    assert plain.read_as == "I saw tom." and cased.read_as == "I saw Tom."
