@@ -2,7 +2,8 @@
 BLEU and chrF (sacrebleu), greedy and beam search, and sentences per second with batch decoding,
 beside the same greedy search run one sentence at a time. Every source is also given as people
 type it (lower-cased, no final punctuation), read as typed and through charrnn's normalisation
-(normalise.as_written_sentence), with and without n-gram blocking; "looping" counts the outputs
+(normalise.as_written_sentence, with the casing the checkpoint learnt), with and without n-gram
+blocking; "looping" counts the outputs
 in which a 3-gram of words occurs more than twice. Give the attention model and the
 equal-budget model without attention to see what attention buys.
 
