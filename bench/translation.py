@@ -3,9 +3,8 @@ BLEU and chrF (sacrebleu), greedy and beam search, and sentences per second with
 beside the same greedy search run one sentence at a time. Every source is also given as people
 type it (lower-cased, no final punctuation), read as typed and through charrnn's normalisation
 (normalise.as_written_sentence, with the casing the checkpoint learnt), with and without n-gram
-blocking; "looping" counts the outputs
-in which a 3-gram of words occurs more than twice. Give the attention model and the
-equal-budget model without attention to see what attention buys.
+blocking; "looping" counts the outputs in which a 3-gram of words occurs more than twice. Give
+the attention model and the equal-budget model without attention to see what attention buys.
 
     charrnn translate train spa-eng.tsv.gz --time-budget 3600 --run-dir runs/attention
     charrnn translate train spa-eng.tsv.gz --time-budget 3600 --attention none --run-dir runs/plain
