@@ -51,7 +51,8 @@ def run_charrnn(corpus: Path, shape: tuple, steps: int, work: Path, precision: s
     # evaluation inside the timed steps. A small validation split keeps the one at the end short.
     train_language_model(str(corpus), model_config={"hidden_size": hidden, "num_layers": layers, "dropout": 0.0},
                          data=LanguageDataConfig(batch_size=batch, seq_len=seq_len, val_frac=0.01),
-                         train=TrainConfig(max_steps=steps, learning_rate=3e-3, warmup_steps=10, eval_every=steps + 1),
+                         train=TrainConfig(max_steps=steps, learning_rate=3e-3, warmup_steps=10, eval_every=steps + 1,
+                                           weight_decay=0.1),
                          run_dir=work / "run", cache_dir=work / "cache", overwrite=True, on_event=on_event,
                          precision=precision)
     return chars_per_second(times, steps, batch, seq_len)

@@ -73,7 +73,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW) \\[default: grows with the batch].", rich_help_panel="Optimisation")] = None,
     min_lr_ratio: Annotated[Optional[float], typer.Option(help="Final learning rate as a fraction of the peak \\[default: 0].", rich_help_panel="Optimisation")] = None,
     warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warm-up steps \\[default: 5% of the run].", rich_help_panel="Optimisation")] = None,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay on weight matrices.", rich_help_panel="Optimisation")] = 0.1,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay on weight matrices \\[default: 0.3 for a run of more than 6 epochs without dropout, else 0.1].", rich_help_panel="Optimisation")] = None,
     grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.", rich_help_panel="Optimisation")] = 1.0,
     eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N steps \\[default: 10 times a run].", rich_help_panel="Optimisation")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (weights, dropout).", rich_help_panel="Optimisation")] = 1337,

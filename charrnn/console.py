@@ -76,7 +76,7 @@ def describe_settings(note: dict) -> str:
     """One line from a start event's settings note: what the run uses and why."""
     return (f"batch {note['batch_size']} x {note['seq_len']}, lr {note['learning_rate']:.2g}, "
             f"warm-up {note['warmup_steps']} steps, evaluate every {note['eval_every']} steps, "
-            f"dropout {note['dropout']:g} ({note['reason']})")
+            f"dropout {note['dropout']:g}, weight decay {note['weight_decay']:g} ({note['reason']})")
 
 
 def print_warnings(event: dict) -> None:

@@ -37,7 +37,7 @@ class TrainConfig:
     learning_rate: float | None = None  # None: the task's default
     min_lr_ratio: float | None = None  # the cosine decays to learning_rate * min_lr_ratio; None: the task's default
     warmup_steps: int | None = None  # None: the task's default
-    weight_decay: float = 0.1
+    weight_decay: float | None = None  # AdamW's, on weight matrices; None: the task's default
     grad_clip: float = 1.0
     max_steps: int | None = None
     epochs: float | None = None
@@ -55,7 +55,7 @@ class TrainConfig:
             (self.min_lr_ratio is None or 0 <= self.min_lr_ratio <= 1,
              f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}"),
             (self.warmup_steps is None or self.warmup_steps >= 0, f"--warmup-steps must be 0 or more, not {self.warmup_steps}"),
-            (self.weight_decay >= 0, f"--weight-decay must be 0 or more, not {self.weight_decay}"),
+            (self.weight_decay is None or self.weight_decay >= 0, f"--weight-decay must be 0 or more, not {self.weight_decay}"),
             (self.grad_clip > 0, f"--grad-clip must be positive, not {self.grad_clip}"),
             (self.max_steps is None or self.max_steps > 0, f"--max-steps must be positive, not {self.max_steps}"),
             (self.epochs is None or self.epochs > 0, f"--epochs must be positive, not {self.epochs}"),
@@ -133,6 +133,8 @@ def learning_rate_at(step: int, config: TrainConfig, total_steps: int) -> float:
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on matrices only: decaying biases, embeddings and norms only
     hurts small models."""
+    if config.weight_decay is None or config.learning_rate is None:
+        raise ValueError("make_optimizer needs the learning rate and weight decay set (TrainConfig.with_defaults)")
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:

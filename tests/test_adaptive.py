@@ -63,14 +63,15 @@ def test_the_budget_sets_the_schedule_and_the_evaluations():
 
 
 def test_explicit_settings_are_never_overridden():
-    given = dict(batch_size=48, seq_len=100, learning_rate=1e-4, warmup_steps=7, eval_every=13, dropout=0.05)
+    given = dict(batch_size=48, seq_len=100, learning_rate=1e-4, warmup_steps=7, eval_every=13, dropout=0.05,
+                 weight_decay=0.2)
     for time_step in (cpu_like, gpu_like):
         settings = choose_settings(costs_of(time_step), BUDGET, **given)
         assert {name: getattr(settings, name) for name in given} == given
         assert settings.chosen == ()
     only_lr = choose_settings(costs_of(gpu_like), BUDGET, learning_rate=1e-4)
     assert only_lr.learning_rate == 1e-4 and "learning_rate" not in only_lr.chosen
-    assert set(only_lr.chosen) == {"batch_size", "seq_len", "warmup_steps", "eval_every", "dropout"}
+    assert set(only_lr.chosen) == {"batch_size", "seq_len", "warmup_steps", "eval_every", "dropout", "weight_decay"}
     # A given batch size keeps its own (timed) cost for the budget's arithmetic.
     fixed = choose_settings([StepCost(32, 64, 0.1), StepCost(8, 64, 0.01)], BUDGET, batch_size=32)
     assert fixed.batch_size == 32 and fixed.planned_steps == 1000
@@ -104,6 +105,20 @@ def test_dropout_too_small_to_pay_for_its_masks_is_none():
     assert dropout_for(8.0) == dropout_for(10.0) == 0.0  # 10 epochs would give 0.03
     assert dropout_for(12.0) == pytest.approx(0.06)
     assert dropout_for(1000.0) == 0.3
+
+
+def test_weight_decay_regularises_a_run_long_enough_to_need_it_but_without_dropout():
+    cost = StepCost(16, 64, 0.05)  # 2,000 steps of 1,024 tokens in 100 s
+    short = choose_settings([cost], RunLength(time_budget=100, train_tokens=1_000_000))  # 2 epochs
+    # 10 epochs, but at the cost with dropout's masks 6.4: too short for dropout, long enough to overfit.
+    undropped = choose_settings([cost], RunLength(time_budget=100, train_tokens=200_000), dropout_slowdown=1.6)
+    dropped = choose_settings([cost], RunLength(time_budget=1600, train_tokens=1_000_000))  # 33 epochs
+    assert short.weight_decay == 0.1 and short.dropout == 0.0
+    assert undropped.weight_decay == 0.3 and undropped.dropout == 0.0 and "weight_decay" in undropped.chosen
+    assert dropped.weight_decay == 0.1 and dropped.dropout > 0
+    # Dropout turned off by the user: decay takes its place; a given weight decay is kept.
+    assert choose_settings([cost], RunLength(time_budget=1600, train_tokens=1_000_000), dropout=0.0).weight_decay == 0.3
+    assert choose_settings([cost], RunLength(time_budget=100, train_tokens=200_000), weight_decay=0.0).weight_decay == 0.0
 
 
 def test_a_run_needs_a_stop_condition():
@@ -164,7 +179,8 @@ def test_a_run_says_what_it_chose_and_resume_keeps_it(tiny_corpus, tmp_path):
     first = train_language_model(str(tiny_corpus), model_config=model, train=TrainConfig(max_steps=6),
                                  run_dir=run, device="cpu", precision="fp32")
     note = _start_event(run)[0]["settings"]
-    assert set(note["chosen"]) == {"batch_size", "seq_len", "learning_rate", "warmup_steps", "eval_every", "dropout"}
+    assert set(note["chosen"]) == {"batch_size", "seq_len", "learning_rate", "warmup_steps", "eval_every", "dropout",
+                                   "weight_decay"}
     assert "tokens/s" in note["reason"]
     assert note["planned_steps"] == 6 and first.state.step == 6
     resumed = train_language_model(str(tiny_corpus), resume=str(run), train=TrainConfig(max_steps=9), device="cpu",
@@ -177,6 +193,7 @@ def test_a_run_says_what_it_chose_and_resume_keeps_it(tiny_corpus, tmp_path):
     saved = load_checkpoint(run / "last.pt")
     assert saved["data_config"]["batch_size"] == note["batch_size"]
     assert saved["train_config"]["learning_rate"] == note["learning_rate"]
+    assert saved["train_config"]["weight_decay"] == note["weight_decay"]
 
 
 def test_a_long_run_gets_dropout_timed_with_its_masks(tiny_corpus, tmp_path):
@@ -192,7 +209,7 @@ def test_a_long_run_gets_dropout_timed_with_its_masks(tiny_corpus, tmp_path):
 
 
 def test_settings_given_in_python_are_kept(tiny_corpus, tmp_path):
-    train = TrainConfig(max_steps=4, learning_rate=2e-3, warmup_steps=2, eval_every=2)
+    train = TrainConfig(max_steps=4, learning_rate=2e-3, warmup_steps=2, eval_every=2, weight_decay=0.1)
     train_language_model(str(tiny_corpus), model_config=dict(hidden_size=16, num_layers=1, dropout=0.0),
                          data=LanguageDataConfig(batch_size=4, seq_len=16), train=train, run_dir=tmp_path / "run",
                          device="cpu", precision="fp32")

@@ -227,7 +227,7 @@ def test_partial_evaluations_choose_best_and_the_whole_split_settles_it(tmp_path
     # Partial figures rank step 2 above the final step 4; the whole split may disagree.
     whole = {2: 1.0, 4: 0.9 if whole_prefers_final else 1.1}
     task = ScriptedTask(partial={2: 1.0, 4: 1.05}, whole=whole)
-    config = TrainConfig(learning_rate=1e-3, min_lr_ratio=0.1, warmup_steps=1, eval_every=2, eval_tokens=10, max_steps=4, patience=None)
+    config = TrainConfig(learning_rate=1e-3, weight_decay=0.1, min_lr_ratio=0.1, warmup_steps=1, eval_every=2, eval_tokens=10, max_steps=4, patience=None)
     result = Trainer(task, config, tmp_path, device=torch.device("cpu")).run()
     assert result.final_metrics["val_fraction"] == 1.0 and result.final_metrics["val_loss"] == whole[4]
     best = load_checkpoint(tmp_path / "best.pt")

@@ -29,8 +29,8 @@ from ..vocab import Vocab
 TASK = "classifier"
 PRETRAINING_TASK = "classifier_pretraining"
 # Training settings a caller leaves unset (the CLI's defaults, chosen on rt-polarity folds).
-TRAIN_DEFAULTS = dict(learning_rate=5e-3, min_lr_ratio=0.1, warmup_steps=50, eval_every=100)
-PRETRAIN_DEFAULTS = dict(learning_rate=3e-3, min_lr_ratio=0.1, warmup_steps=50, eval_every=100)
+TRAIN_DEFAULTS = dict(learning_rate=5e-3, min_lr_ratio=0.1, warmup_steps=50, eval_every=100, weight_decay=0.1)
+PRETRAIN_DEFAULTS = dict(learning_rate=3e-3, min_lr_ratio=0.1, warmup_steps=50, eval_every=100, weight_decay=0.1)
 CLASSIFIER_SPECIALS = ("<pad>", "<unk>")
 PAD, UNK = 0, 1
 EVAL_BATCH = 256

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, RunLength, Settings,
-                        choose_settings, probe_step_costs)
+from ..adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, WEIGHT_DECAY, RunLength,
+                        Settings, choose_settings, probe_step_costs)
 from ..allocator import keep_freed_memory
 from ..cells import State
 from ..checkpoint import load_checkpoint, restore_for_inference
@@ -233,7 +233,7 @@ def train_language_model(
         vocab, tokens, corpus_file = prepare_corpus(corpus, data, run_dir, cache_dir=cache_dir)
         model_config = {**(model_config or {}), "vocab_size": vocab.size}
         if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
-                    model_config.get("dropout")):
+                    model_config.get("dropout"), train.weight_decay):
             started = time.perf_counter()
             settings = fit_settings_to_machine(model_config, data, train, dropout=model_config.get("dropout"),
                                                train_tokens=split_point(len(tokens), data.val_frac),
@@ -241,7 +241,7 @@ def train_language_model(
             probe_seconds = time.perf_counter() - started
             data = replace(data, batch_size=settings.batch_size, seq_len=settings.seq_len)
             train = replace(train, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
-                            eval_every=settings.eval_every)
+                            eval_every=settings.eval_every, weight_decay=settings.weight_decay)
             model_config["dropout"] = settings.dropout
         # Seed before building the model so its initial weights are reproducible too.
         torch.manual_seed(train.seed)
@@ -288,7 +288,7 @@ def fit_settings_to_machine(model_config: dict, data: LanguageDataConfig, train:
         return choose_settings(costs, left, batch_size=data.batch_size, seq_len=data.seq_len,
                                learning_rate=train.learning_rate, warmup_steps=train.warmup_steps,
                                eval_every=train.eval_every, dropout=dropout, dropout_slowdown=dropout_slowdown,
-                               precision=precision)
+                               weight_decay=train.weight_decay, precision=precision)
 
     settings = choose()
     if dropout is None and settings.dropout > 0:
@@ -303,7 +303,7 @@ def _step_timer(probe: LanguageModel, train: TrainConfig, device: torch.device, 
     """time_step(B, T) for probe_step_costs: one untimed and PROBE_STEPS timed training steps of
     the probe model at batch B x T, returning the median seconds of a timed step; all of their
     time is added to spent[0]."""
-    optimizer = make_optimizer(probe, train.with_defaults(learning_rate=1e-3))
+    optimizer = make_optimizer(probe, train.with_defaults(learning_rate=1e-3, weight_decay=WEIGHT_DECAY))
     tokens = torch.Generator().manual_seed(0)
 
     def time_step(batch_size: int, seq_len: int) -> float:
