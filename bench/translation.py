@@ -48,8 +48,8 @@ def main() -> None:
                         help="n-gram sizes to block, comma-separated; 0 is no blocking [default: 0 and charrnn's]")
     args = parser.parse_args()
     set_threads(args.threads)
-    from charrnn.tasks.translate import (TranslationDataConfig, default_no_repeat_ngram, evaluate_translations, held_out_pairs, load_translator,
-                                         translate)
+    from charrnn.tasks.translate import (TranslationDataConfig, default_no_repeat_ngram, evaluate_translations,
+                                         held_out_pairs, load_translator, translate)
 
     limit = args.limit or (200 if args.quick else None)
     quality, speed = [], []

@@ -1,6 +1,7 @@
 """Training settings that fit the machine: the batch shape, learning rate, warm-up, evaluation
-cadence, dropout and weight decay a language-model run uses when the user leaves them unset, chosen from the measured cost
-of a training step here (this device, this precision, this model), never from a fixed guess.
+cadence, dropout and weight decay a language-model run uses when the user leaves them unset,
+chosen from the measured cost of a training step here (this device, this precision, this model),
+never from a fixed guess.
 
 Timing is `probe_step_costs`, which the task drives with its own step; the choice is the pure
 function `choose_settings`, so it can be tested by feeding it step costs."""
@@ -222,8 +223,8 @@ def choose_settings(
     if "batch_size" in chosen and len(costs) > 1:
         reason += f"; of batches {', '.join(str(c.batch_size) for c in costs)} it teaches most per second"
     return Settings(batch_size=B, seq_len=T, learning_rate=learning_rate, warmup_steps=warmup_steps,
-                    eval_every=eval_every, dropout=dropout, weight_decay=weight_decay, planned_steps=planned, planned_epochs=epochs,
-                    chosen=tuple(chosen), reason=reason)
+                    eval_every=eval_every, dropout=dropout, weight_decay=weight_decay, planned_steps=planned,
+                    planned_epochs=epochs, chosen=tuple(chosen), reason=reason)
 
 
 def weight_decay_for(epochs: float | None, dropout: float) -> float:

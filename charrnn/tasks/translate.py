@@ -195,11 +195,17 @@ def load_split(pairs_path: str, data: TranslationDataConfig) -> tuple[PairSplit,
 def learn_source_casing(payload: dict, pairs_path: str | None = None) -> dict[str, str]:
     """The source_casing a checkpoint's run learns today, from its corpus (or pairs_path) split
     again with the run's settings: for a checkpoint trained before source_casing existed."""
-    data = replace(TranslationDataConfig.from_checkpoint(payload), source_casing=None)
-    if pairs_path is None and not payload.get("corpus_path"):
-        raise UsageError("this checkpoint does not name its corpus; give the pair file")
-    _, data, _, _ = load_split(str(pairs_path or recorded_data_file(payload["corpus_path"])), data)
+    _, data = split_again(payload, pairs_path, replace(TranslationDataConfig.from_checkpoint(payload), source_casing=None))
     return data.source_casing
+
+
+def split_again(payload: dict, pairs_path: str | None, data: TranslationDataConfig) -> tuple[PairSplit, TranslationDataConfig]:
+    """The split of the run that made a checkpoint, from its recorded corpus (or pairs_path), with
+    data's settings, and those settings as load_split decides them."""
+    if pairs_path is None and not payload.get("corpus_path"):
+        raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
+    split, data, _, _ = load_split(str(pairs_path or recorded_data_file(payload["corpus_path"])), data)
+    return split, data
 
 
 def sources_are_written(sources: Sequence[str]) -> bool:
@@ -363,11 +369,7 @@ def held_out_pairs(payload: dict, pairs_path: str | None = None, split: str = "t
     test pairs give an unbiased figure."""
     if split not in HELD_OUT_SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(HELD_OUT_SPLITS)}")
-    data = TranslationDataConfig.from_checkpoint(payload)
-    if pairs_path is None and not payload.get("corpus_path"):
-        raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
-    path = pairs_path or recorded_data_file(payload["corpus_path"])
-    pair_split, _, _, _ = load_split(str(path), data)
+    pair_split, _ = split_again(payload, pairs_path, TranslationDataConfig.from_checkpoint(payload))
     return pair_split.test if split == "test" else pair_split.dev
 
 
