@@ -53,17 +53,28 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a path names: a file as it is; a run folder's best.pt, else its last.pt
+    (a run stopped before its first evaluation has only last.pt)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in ("best.pt", "last.pt"):
+        if (path / name).is_file():
+            return path / name
+    raise CharrnnError(f"run folder {path} holds no checkpoint (best.pt or last.pt)")
+
+
 def load_checkpoint(path: str | Path, *, task: str | None = None) -> dict:
-    """Load a checkpoint onto the CPU (wherever it was saved) without running any code from it.
+    """Load a checkpoint (a file, or a run folder: see checkpoint_file) onto the CPU, wherever it
+    was saved, without running any code from it.
 
     Raises a one-line CharrnnError for a missing file, a file that is not a charrnn checkpoint, a
     truncated or corrupt file, a newer format, or (when task is given) a checkpoint of another task.
     """
-    path = Path(path)
+    path = checkpoint_file(path)
     if not path.exists():
         raise CharrnnError(f"checkpoint {path} does not exist")
-    if path.is_dir():
-        raise CharrnnError(f"checkpoint {path} is a directory; give a .pt file (for example {path}/best.pt)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - garbage input makes torch.load raise almost any type

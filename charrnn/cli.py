@@ -172,10 +172,10 @@ def sample(
 @app.command(context_settings=CONTEXT)
 def info(checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or run folder.")]):
     """Show a checkpoint's model, vocabulary, training time and best validation figures."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import checkpoint_file, load_checkpoint
     from .console import print_checkpoint_info
 
-    path = checkpoint / "best.pt" if checkpoint.is_dir() else checkpoint
+    path = checkpoint_file(checkpoint)
     payload = load_checkpoint(path)
     parameters = sum(t.numel() for t in payload["model_state"].values())
     print_checkpoint_info(str(path), payload, parameters)

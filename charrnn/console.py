@@ -120,7 +120,9 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
         stderr_console.print(f"final validation: {describe_metrics(result.final_metrics)}")
     if best is not None:
         stderr_console.print(f"best validation:  {describe_metrics(best)} at step {state.best_step}")
-    stderr_console.print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt; log: {result.run_dir}/log.jsonl")
+    # Only the files there are: a run stopped before its first evaluation has no best.pt.
+    saved = [str(result.run_dir / name) for name in ("best.pt", "last.pt") if (result.run_dir / name).exists()]
+    stderr_console.print(f"checkpoints: {', '.join(saved) or 'none'}; log: {result.run_dir}/log.jsonl")
     if result.stop_reason == "interrupted":
         stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
 

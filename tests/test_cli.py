@@ -245,6 +245,12 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
 
     payload = load_checkpoint(tmp_path / "run" / "last.pt")
     assert payload["resumable"] and payload["train_state"]["step"] >= 5
+    # Stopped before its first evaluation, the run has no best.pt: the folder still names a model.
+    assert not (tmp_path / "run" / "best.pt").exists()
+    info = run("info", "run", cwd=tmp_path)
+    assert info.returncode == 0 and b"last.pt" in info.stdout, info.stderr.decode()
+    sample = run("sample", "-c", "run", "-n", "20", "--seed", "1", cwd=tmp_path)
+    assert sample.returncode == 0 and len(sample.stdout.decode()) == 21, sample.stderr.decode()
 
 
 def test_every_training_command_ends_the_same_way(tmp_path, capsys):
@@ -260,9 +266,12 @@ def test_every_training_command_ends_the_same_way(tmp_path, capsys):
         return SimpleNamespace(state=TrainState(), stop_reason=reason, run_dir=tmp_path, final_metrics={})
 
     finish_training(ended("epochs"), quiet=True, command="charrnn classify train")
+    (tmp_path / "last.pt").write_bytes(b"")  # interrupted before the first evaluation: no best.pt
     with pytest.raises(typer.Exit) as stopped:
         finish_training(ended("interrupted"), quiet=False, command="charrnn classify train")
     assert stopped.value.exit_code == 130
-    assert f"resume with: charrnn classify train --resume {tmp_path}" in capsys.readouterr().err.replace("\n", "")
+    summary = capsys.readouterr().err.replace("\n", "")
+    assert f"resume with: charrnn classify train --resume {tmp_path}" in summary
+    assert f"checkpoints: {tmp_path}/last.pt;" in summary and "best.pt" not in summary
     with pytest.raises(CharrnnError, match="diverged"):
         finish_training(ended("diverged"), quiet=True, command="charrnn translate train")
