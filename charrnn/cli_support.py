@@ -69,10 +69,11 @@ def finish_training(result, *, quiet: bool, command: str) -> None:
     """What every training command does once its run has ended: the summary on stderr (unless
     quiet), exit code 130 after Ctrl-C, and a one-line error if the loss diverged."""
     from .console import print_training_summary
+    from .train import StopReason
 
     if not quiet:
         print_training_summary(result, command)
-    if result.stop_reason == "interrupted":
+    if result.stop_reason is StopReason.INTERRUPTED:
         raise typer.Exit(130)
-    if result.stop_reason == "diverged":
+    if result.stop_reason is StopReason.DIVERGED:
         raise CharrnnError("training diverged: the loss became NaN or infinite; try a lower --lr")

@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from .train import UNKNOWN_TOTAL, best_record
+from .train import UNKNOWN_TOTAL, StopReason, best_record
 
 stderr_console = Console(stderr=True, highlight=False)
 
@@ -85,16 +85,6 @@ def print_warnings(event: dict) -> None:
         stderr_console.print(f"charrnn: warning: {event['message']}", markup=False)
 
 
-STOP_REASONS = {
-    "max_steps": "reached --max-steps",
-    "epochs": "reached --epochs",
-    "time_budget": "used the --time-budget",
-    "early_stopping": "early stopping (validation loss stopped improving)",
-    "interrupted": "interrupted",
-    "diverged": "the loss became NaN or infinite (try a lower --lr)",
-}
-
-
 def describe_metrics(metrics: dict) -> str:
     """'1.4820 nats/token, 2.1381 bpc, perplexity 4.40' from a language model's evaluation record;
     'loss 0.4338, accuracy 80.21%, macro-F1 80.20%' from a classifier's."""
@@ -115,7 +105,7 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
     command (`charrnn train`, `charrnn translate train`, ...) that resumes it."""
     state = result.state
     best = best_record(state.history, state.best_step)
-    stderr_console.print(f"stopped at step {state.step} after {state.elapsed:.1f}s: {STOP_REASONS.get(result.stop_reason, result.stop_reason)}")
+    stderr_console.print(f"stopped at step {state.step} after {state.elapsed:.1f}s: {result.stop_reason.description}")
     if result.final_metrics:
         stderr_console.print(f"final validation: {describe_metrics(result.final_metrics)}")
     if best is not None:
@@ -123,7 +113,7 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
     # Only the files there are: a run stopped before its first evaluation has no best.pt.
     saved = [str(result.run_dir / name) for name in ("best.pt", "last.pt") if (result.run_dir / name).exists()]
     stderr_console.print(f"checkpoints: {', '.join(saved) or 'none'}; log: {result.run_dir}/log.jsonl")
-    if result.stop_reason == "interrupted":
+    if result.stop_reason is StopReason.INTERRUPTED:
         stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -111,10 +112,39 @@ class TrainState:
     history: list[dict] = field(default_factory=list)  # every evaluation
 
 
+class StopReason(str, Enum):
+    """Why a run ended. A str, so log.jsonl and older code read it as the plain word."""
+
+    MAX_STEPS = "max_steps"
+    EPOCHS = "epochs"
+    TIME_BUDGET = "time_budget"
+    EARLY_STOPPING = "early_stopping"
+    INTERRUPTED = "interrupted"  # Ctrl-C: last.pt saved, resumable
+    DIVERGED = "diverged"  # the loss became NaN or infinite: nothing saved over good checkpoints
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def description(self) -> str:
+        """The reason as the training summary says it."""
+        return _STOP_DESCRIPTIONS[self]
+
+
+_STOP_DESCRIPTIONS = {
+    StopReason.MAX_STEPS: "reached --max-steps",
+    StopReason.EPOCHS: "reached --epochs",
+    StopReason.TIME_BUDGET: "used the --time-budget",
+    StopReason.EARLY_STOPPING: "early stopping (validation loss stopped improving)",
+    StopReason.INTERRUPTED: "interrupted",
+    StopReason.DIVERGED: "the loss became NaN or infinite (try a lower --lr)",
+}
+
+
 @dataclass
 class TrainResult:
     state: TrainState
-    stop_reason: str
+    stop_reason: StopReason
     run_dir: Path
     final_metrics: dict
 
@@ -328,25 +358,25 @@ class Trainer:
                         per_step = self.state.elapsed / max(1, self.state.step)
                         self.state.total_steps = max(self.state.step, self._estimate_total(per_step))
                     if not improved and cfg.patience is not None and self.state.evals_without_improvement >= cfg.patience:
-                        stop_reason = "early_stopping"
+                        stop_reason = StopReason.EARLY_STOPPING
                 if stop_reason is None:
                     stop_reason = self._stop_reason(stop.requested)
-        if stop_reason == "interrupted":
+        if stop_reason is StopReason.INTERRUPTED:
             self._save("last.pt")  # at once: whoever pressed Ctrl-C is waiting
-        elif stop_reason != "diverged":  # a diverged model must not overwrite good checkpoints
+        elif stop_reason is not StopReason.DIVERGED:  # a diverged model must not overwrite good checkpoints
             self._final_evaluations()
         self._tick()
-        final_metrics = _last_complete(self.state.history) if stop_reason != "diverged" else {}
+        final_metrics = _last_complete(self.state.history) if stop_reason is not StopReason.DIVERGED else {}
         best = best_record(self.state.history, self.state.best_step)
-        self._emit({"event": "end", "step": self.state.step, "reason": stop_reason,
+        self._emit({"event": "end", "step": self.state.step, "reason": stop_reason.value,
                     "elapsed": self.state.elapsed,
                     "best_val_loss": best["val_loss"] if best else self.state.best_val_loss,
                     "best_step": self.state.best_step})
         self._log_handle.close()
         return TrainResult(self.state, stop_reason, self.run_dir, final_metrics)
 
-    def _train_step(self) -> str | None:
-        """One optimiser step on the task's next batch; returns "diverged" if the loss is not
+    def _train_step(self) -> StopReason | None:
+        """One optimiser step on the task's next batch; returns DIVERGED if the loss is not
         finite (the update is then not applied)."""
         cfg = self.config
         step = self.state.step
@@ -357,7 +387,7 @@ class Trainer:
             loss, tokens = self.task.training_loss(self.model, self.device)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            return "diverged"
+            return StopReason.DIVERGED
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # Clipping keeps the rare exploding gradient of a recurrent net from undoing many steps
@@ -372,20 +402,20 @@ class Trainer:
                     "elapsed": self.state.elapsed, "total_steps": self.state.total_steps})
         return None
 
-    def _stop_reason(self, interrupted: bool) -> str | None:
+    def _stop_reason(self, interrupted: bool) -> StopReason | None:
         if interrupted:
-            return "interrupted"
+            return StopReason.INTERRUPTED
         limit = self._stop_steps()
         if limit is not None and self.state.step >= limit:
-            return "max_steps" if self.config.max_steps == limit else "epochs"
+            return StopReason.MAX_STEPS if self.config.max_steps == limit else StopReason.EPOCHS
         if self.config.time_budget is not None:
             # Stop when one more step (at the average pace so far) would leave too little of the
             # budget for the closing evaluations, so the run ends within its budget.
             next_step = self.state.elapsed / max(1, self.state.step)
             if self.state.elapsed + next_step + self._reserve() > self.config.time_budget:
-                return "time_budget"
+                return StopReason.TIME_BUDGET
             if self.state.step >= (self.state.total_steps or 0):
-                return "time_budget"
+                return StopReason.TIME_BUDGET
         return None
 
     @property

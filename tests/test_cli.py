@@ -260,10 +260,10 @@ def test_every_training_command_ends_the_same_way(tmp_path, capsys):
 
     from charrnn.cli_support import finish_training
     from charrnn.errors import CharrnnError
-    from charrnn.train import TrainState
+    from charrnn.train import StopReason, TrainState
 
     def ended(reason):
-        return SimpleNamespace(state=TrainState(), stop_reason=reason, run_dir=tmp_path, final_metrics={})
+        return SimpleNamespace(state=TrainState(), stop_reason=StopReason(reason), run_dir=tmp_path, final_metrics={})
 
     finish_training(ended("epochs"), quiet=True, command="charrnn classify train")
     (tmp_path / "last.pt").write_bytes(b"")  # interrupted before the first evaluation: no best.pt

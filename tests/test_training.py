@@ -12,7 +12,7 @@ from charrnn.checkpoint import inference_only, load_checkpoint, save_checkpoint
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.models.language_model import LanguageModel, LanguageModelConfig
 from charrnn.tasks.language import LanguageDataConfig, load_language_model, train_language_model
-from charrnn.train import TrainConfig, learning_rate_at
+from charrnn.train import StopReason, TrainConfig, learning_rate_at
 
 SMALL_MODEL = dict(cell="lstm", hidden_size=32, num_layers=2, dropout=0.1)
 SMALL_DATA = dict(batch_size=8, seq_len=32)
@@ -75,9 +75,11 @@ def test_resume_after_ctrl_c_gives_the_same_losses(tiny_corpus, tmp_path):
     result = train_language_model(str(tiny_corpus), model_config=SMALL_MODEL, data=LanguageDataConfig(**SMALL_DATA),
                                   train=train, run_dir=interrupted, device="cpu", precision="fp32",
                                   on_event=ctrl_c_at_step_13)
-    assert result.stop_reason == "interrupted" and result.state.step == 13
+    assert result.stop_reason is StopReason.INTERRUPTED and result.state.step == 13
     resumed = train_language_model(str(tiny_corpus), resume=str(interrupted), device="cpu", precision="fp32")
-    assert resumed.state.step == 24 and resumed.stop_reason == "max_steps"
+    assert resumed.state.step == 24 and resumed.stop_reason is StopReason.MAX_STEPS
+    ends = [json.loads(line) for line in (interrupted / "log.jsonl").read_text().splitlines() if '"end"' in line]
+    assert [e["reason"] for e in ends] == ["interrupted", "max_steps"]  # the log keeps the plain words
 
     want, got = _step_losses(straight), _step_losses(interrupted)
     assert sorted(got) == list(range(1, 25))
@@ -147,7 +149,7 @@ def test_time_budget_stops_and_fits_the_schedule(tiny_corpus, tmp_path):
 def test_early_stopping(tiny_corpus, tmp_path):
     # A huge learning rate cannot improve on its first evaluation for long.
     result = _train(tiny_corpus, tmp_path / "run", max_steps=400, patience=2, learning_rate=5.0, eval_every=5)
-    assert result.stop_reason in ("early_stopping", "diverged")
+    assert result.stop_reason in (StopReason.EARLY_STOPPING, StopReason.DIVERGED)
     assert result.state.step < 400
 
 
