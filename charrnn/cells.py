@@ -11,6 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .errors import UsageError
+
 CELL_TYPES = ("rnn", "lstm", "gru")
 
 # State is always a tuple of tensors, each (num_layers * num_directions, B, H): (h,) for the
@@ -28,8 +30,18 @@ class RecurrentConfig:
     bidirectional: bool = False
 
     def __post_init__(self):
-        if self.cell not in CELL_TYPES:
-            raise ValueError(f"cell must be one of {CELL_TYPES}, not {self.cell!r}")
+        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout)
+
+
+def check_recurrent_options(cell: str, hidden_size: int, num_layers: int, dropout: float | None) -> None:
+    """The options every recurrent model has, checked by each model's config, so that a bad one
+    is the same one-line UsageError from the CLI and from Python. dropout None: chosen later."""
+    if cell not in CELL_TYPES:
+        raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
+    if hidden_size < 1 or num_layers < 1:
+        raise UsageError(f"--hidden-size and the number of layers must be at least 1, not {hidden_size} and {num_layers}")
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
 
 
 def _fused_class(cell: str) -> type[nn.RNNBase]:

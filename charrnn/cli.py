@@ -100,24 +100,12 @@ def train(
     data_config = LanguageDataConfig(batch_size=batch_size, seq_len=seq_len, val_frac=val_frac, tokenizer=tokenizer,
                                      vocab_size=vocab_size, encoding=encoding)
     model_config = dict(cell=cell, hidden_size=hidden_size, num_layers=num_layers, embedding_size=embedding_size, dropout=dropout)
-    _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout)
     progress = TrainingProgress(quiet=quiet, unit="char" if tokenizer == "char" else "tok")
     result = train_language_model(
         corpus, model_config=model_config, data=data_config, train=train_config, run_dir=run_dir, resume=resume,
         device=device, precision=precision, overwrite=overwrite, on_event=progress,
     )
     finish_training(result, quiet=quiet, command="charrnn train")
-
-
-def _check_model_options(cell, hidden_size, num_layers, embedding_size, dropout):
-    from .cells import CELL_TYPES
-
-    if cell not in CELL_TYPES:
-        raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
-    if hidden_size < 1 or num_layers < 1 or (embedding_size is not None and embedding_size < 1):
-        raise UsageError("--hidden-size, --num-layers and --embedding-size must be at least 1")
-    if dropout is not None and not 0.0 <= dropout < 1.0:
-        raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
 
 
 # -- sample ------------------------------------------------------------------------------------

@@ -66,26 +66,12 @@ def _configs(*, max_steps, epochs, time_budget, patience, skip_bad, normalise, e
              cell, embedding_size, hidden_size, num_layers, pooling, dropout, ngram_buckets, ngram_order, batch_size, lr,
              warmup_steps, weight_decay, eval_every, seed, pretrain_epochs, pretrain_lr):
     """(model_config, data config, train config, pretraining config or None) from the shared
-    options, checked."""
-    from .cells import CELL_TYPES
-    from .models.classifier import POOLING_TYPES
+    options; the configs check them."""
     from .tasks.classify import ClassificationDataConfig
     from .train import TrainConfig
 
-    if cell not in CELL_TYPES:
-        raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
-    if pooling not in POOLING_TYPES:
-        raise UsageError(f"unknown --pooling {pooling!r}; choose one of {', '.join(POOLING_TYPES)}")
-    if min(embedding_size, hidden_size, num_layers) < 1:
-        raise UsageError("--embedding-size, --hidden-size and --num-layers must be at least 1")
-    if not 0.0 <= dropout < 1.0:
-        raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
-    if not 0 <= ngram_buckets <= NGRAM_BUCKETS or ngram_order < 1:
-        raise UsageError(f"--ngram-buckets must be 0 to {NGRAM_BUCKETS} and --ngram-order at least 1")
     if pretrain_epochs < 0:
         raise UsageError(f"--pretrain-epochs must be 0 or more, not {pretrain_epochs}")
-    if pretrain_epochs and num_layers != 1:
-        raise UsageError("--pretrain-epochs needs --num-layers 1 (a second bidirectional layer would see the words it predicts)")
     pretrain = None
     if pretrain_epochs:
         pretrain = TrainConfig(learning_rate=pretrain_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,

@@ -113,24 +113,10 @@ def translate_train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ):
     """Train a translator on sentence pairs; checkpoints go to checkpoints/<pairs name>/."""
-    from .cells import CELL_TYPES
     from .console import TrainingProgress
-    from .models.translator import ATTENTION_TYPES
     from .tasks.translate import TranslationDataConfig, train_translator
     from .train import TrainConfig
 
-    if cell not in CELL_TYPES:
-        raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
-    if attention not in ATTENTION_TYPES:
-        raise UsageError(f"unknown --attention {attention!r}; choose one of {', '.join(ATTENTION_TYPES)}")
-    if hidden_size < 2 or hidden_size % 2:
-        raise UsageError(f"--hidden-size must be an even number, not {hidden_size}")
-    if not 0.0 <= dropout < 1.0:
-        raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise UsageError(f"--label-smoothing must be in [0, 1), not {label_smoothing}")
-    if tie_embeddings and embedding_size != hidden_size:
-        raise UsageError(f"--tie-embeddings needs --embedding-size equal to --hidden-size ({embedding_size} != {hidden_size})")
     if max_steps is None and epochs is None and time_budget is None and resume is None:
         epochs = 10.0
     train = TrainConfig(learning_rate=lr, warmup_steps=warmup_steps, max_steps=max_steps, epochs=epochs,

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from charrnn.cells import CELL_TYPES, Recurrent, RecurrentConfig, reference_forward
+from charrnn.errors import UsageError
 
 SHAPES = list(itertools.product(CELL_TYPES, (1, 3), (False, True)))
 
@@ -90,7 +91,7 @@ def test_dropout_between_layers_only_in_training():
 
 
 def test_unknown_cell_is_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="--cell"):
         RecurrentConfig(cell="transformer")
 
 

@@ -10,7 +10,9 @@ import torch
 
 from charrnn.checkpoint import inference_only, load_checkpoint, save_checkpoint
 from charrnn.errors import CharrnnError, UsageError
+from charrnn.models.classifier import ClassifierConfig
 from charrnn.models.language_model import LanguageModel, LanguageModelConfig
+from charrnn.models.translator import TranslatorConfig
 from charrnn.tasks.language import LanguageDataConfig, load_language_model, train_language_model
 from charrnn.train import StopReason, TrainConfig, learning_rate_at
 
@@ -238,3 +240,27 @@ def test_partial_evaluations_choose_best_and_the_whole_split_settles_it(tmp_path
     # What the summary reports for the best model is its whole-split figure, in the file too.
     assert best_record(result.state.history, kept_step)["val_loss"] == whole[kept_step]
     assert best_record(best["train_state"]["history"], kept_step)["val_loss"] == whole[kept_step]
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: LanguageModelConfig(vocab_size=5, cell="transformer"), "--cell"),
+    (lambda: LanguageModelConfig(vocab_size=5, dropout=1.5), "--dropout"),
+    (lambda: TranslatorConfig(source_vocab_size=5, target_vocab_size=5, hidden_size=7), "--hidden-size"),
+    (lambda: TranslatorConfig(source_vocab_size=5, target_vocab_size=5, attention="psychic"), "--attention"),
+    (lambda: ClassifierConfig(vocab_size=5, num_classes=2, pooling="psychic"), "--pooling"),
+    (lambda: ClassifierConfig(vocab_size=5, num_classes=2, num_layers=0), "layers"),
+])
+def test_a_bad_model_option_is_the_projects_error_from_python_too(make, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        make()
+
+
+def test_a_bad_model_option_fails_before_any_data_is_read(tmp_path):
+    from charrnn.tasks.classify import train_classifier
+
+    # The data file does not exist: the option error must come first, and no run folder be made.
+    with pytest.raises(UsageError, match="--pooling"):
+        train_classifier([str(tmp_path / "missing.tsv")], model_config={"pooling": "psychic"}, run_dir=tmp_path / "run")
+    with pytest.raises(UsageError, match="--cell"):
+        train_language_model(str(tmp_path / "missing.txt"), model_config={"cell": "transformer"}, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

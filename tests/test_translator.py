@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+from charrnn.errors import UsageError
 from charrnn.models.translator import Translator, TranslatorConfig
 from charrnn.tasks.translate import (
     BOS,
@@ -121,7 +122,7 @@ def test_tied_embeddings_share_one_matrix_through_a_half_precision_export(tmp_pa
     restored = restore_for_inference(Translator(config), torch.load(tmp_path / "tied.pt", weights_only=True), torch.device("cpu"))
     assert restored.head.weight is restored.target_embedding.weight  # still one matrix after loading
     torch.testing.assert_close(restored.head.weight, model.head.weight.half().float())
-    with pytest.raises(ValueError, match="embedding_size equal to hidden_size"):
+    with pytest.raises(UsageError, match="--embedding-size equal to --hidden-size"):
         TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=8, hidden_size=12, tie_embeddings=True)
 
 

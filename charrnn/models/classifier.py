@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..cells import Recurrent, RecurrentConfig
+from ..cells import Recurrent, RecurrentConfig, check_recurrent_options
+from ..errors import UsageError
 from ..ngrams import NgramCounts
 
 POOLING_TYPES = ("max", "mean", "attention")
@@ -36,13 +37,21 @@ class ClassifierConfig:
     ngram_smoothing: float = 1.0
 
     def __post_init__(self):
+        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout)
         if self.pooling not in POOLING_TYPES:
-            raise ValueError(f"pooling must be one of {POOLING_TYPES}, not {self.pooling!r}")
+            raise UsageError(f"unknown --pooling {self.pooling!r}; choose one of {', '.join(POOLING_TYPES)}")
+        if self.embedding_size < 1:
+            raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
         if self.num_classes < 2:
-            raise ValueError("a classifier needs at least two classes")
+            raise UsageError("a classifier needs at least two classes")
         if not 0 <= self.ngram_buckets <= MAX_NGRAM_BUCKETS or self.ngram_order < 1 or self.ngram_smoothing <= 0:
-            raise ValueError(f"ngram_buckets must be 0 to {MAX_NGRAM_BUCKETS}, ngram_order at least 1, "
-                             "ngram_smoothing positive")
+            raise UsageError(f"--ngram-buckets must be 0 to {MAX_NGRAM_BUCKETS}, --ngram-order at least 1 and the "
+                             "n-gram smoothing positive")
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Check model options before the data is read (the data sets the sizes left)."""
+        cls(**{"vocab_size": 1, "num_classes": 2, **options})
 
 
 class Classifier(nn.Module):

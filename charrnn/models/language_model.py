@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..cells import Recurrent, RecurrentConfig, State
+from ..cells import Recurrent, RecurrentConfig, State, check_recurrent_options
+from ..errors import UsageError
 
 
 @dataclass
@@ -20,6 +21,17 @@ class LanguageModelConfig:
     num_layers: int = 2
     embedding_size: int | None = None  # None: the same as hidden_size
     dropout: float = 0.0
+
+    def __post_init__(self):
+        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout)
+        if self.embedding_size is not None and self.embedding_size < 1:
+            raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Check model options before the corpus is read (the vocabulary sets the one size left;
+        dropout may still be None, to be chosen)."""
+        cls(**{"vocab_size": 1, **options, "dropout": options.get("dropout") or 0.0})
 
 
 class LanguageModel(nn.Module):

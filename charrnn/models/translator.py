@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..cells import Recurrent, RecurrentConfig, State
+from ..cells import Recurrent, RecurrentConfig, State, check_recurrent_options
+from ..errors import UsageError
 
 ATTENTION_TYPES = ("multiplicative", "additive", "none")
 
@@ -33,12 +34,23 @@ class TranslatorConfig:
     pad_id: int = 0  # the same id pads source and target sequences
 
     def __post_init__(self):
+        check_recurrent_options(self.cell, self.hidden_size, min(self.encoder_layers, self.decoder_layers), self.dropout)
         if self.attention not in ATTENTION_TYPES:
-            raise ValueError(f"attention must be one of {ATTENTION_TYPES}, not {self.attention!r}")
+            raise UsageError(f"unknown --attention {self.attention!r}; choose one of {', '.join(ATTENTION_TYPES)}")
         if self.hidden_size % 2:
-            raise ValueError("hidden_size must be even: the encoder's two directions share it")
+            raise UsageError(f"--hidden-size must be even (the encoder's two directions share it), not {self.hidden_size}")
+        if self.embedding_size < 1:
+            raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
         if self.tie_embeddings and self.embedding_size != self.hidden_size:
-            raise ValueError("tied embeddings need embedding_size equal to hidden_size")
+            raise UsageError("--tie-embeddings needs --embedding-size equal to --hidden-size "
+                             f"({self.embedding_size} != {self.hidden_size})")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UsageError(f"--label-smoothing must be in [0, 1), not {self.label_smoothing}")
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Check model options before the pairs are read (the vocabularies set the sizes left)."""
+        cls(**{"source_vocab_size": 1, "target_vocab_size": 1, **options})
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratifie
 from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
 from ..ngrams import NgramCounts, ngram_ids
 from ..normalise import as_spaced_lowercase
-from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+from ..train import StopReason, Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 from ..vocab import Vocab
 
 TASK = "classifier"
@@ -313,7 +313,7 @@ def pretrain_encoder(model: Classifier, train_ids, val_ids, *, data: Classificat
     language_model = EncoderLanguageModel(model)
     task = PretrainingTask(language_model, train_ids, val_ids, batch_size=data.batch_size, seed=pretrain.seed)
     result = Trainer(task, pretrain, run_dir, device=device, amp_dtype=amp_dtype, on_event=on_event).run()
-    if result.stop_reason != "interrupted" and (run_dir / "best.pt").exists():
+    if result.stop_reason is not StopReason.INTERRUPTED and (run_dir / "best.pt").exists():
         language_model.load_state_dict(load_checkpoint(run_dir / "best.pt", task=PRETRAINING_TASK)["model_state"])
     return result
 
@@ -341,6 +341,16 @@ def validation_split(payload: dict) -> LabelledTexts:
     examples = read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding, label_names=payload["label_names"])
     _, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
     return examples.subset(val_index)
+
+
+def check_model_options(model_config: dict | None, pretrain: TrainConfig | None) -> None:
+    """Refuse bad model options before any data is read (see ClassifierConfig), and pretraining
+    of an encoder it cannot pretrain."""
+    ClassifierConfig.check_options(model_config or {})
+    if pretrain is not None:
+        pretrain.validate()
+        if (model_config or {}).get("num_layers", 1) != 1:
+            raise UsageError("--pretrain-epochs needs --num-layers 1 (a second bidirectional layer would see the words it predicts)")
 
 
 def default_run_dir(data_paths: Sequence[str]) -> Path:
@@ -387,6 +397,7 @@ def train_classifier(
         data.validate()
         train = (train or TrainConfig()).with_defaults(**TRAIN_DEFAULTS)
         train.validate()
+        check_model_options(model_config, pretrain)
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(data_paths)
         claim_run_dir(run_dir, overwrite=overwrite)
     if examples is None:
@@ -420,7 +431,7 @@ def train_classifier(
         pretraining = pretrain_encoder(model, train_inputs.tokens, val_inputs.tokens, data=data, pretrain=pretrain,
                                        run_dir=run_dir / "pretrain", device=torch_device, amp_dtype=amp_dtype,
                                        on_event=on_event)
-        if pretraining.stop_reason == "interrupted":
+        if pretraining.stop_reason is StopReason.INTERRUPTED:
             return pretraining
     if payload is not None:
         pretraining_record = payload.get("pretraining")
@@ -542,6 +553,7 @@ def cross_validate(
     """
     data = data or ClassificationDataConfig()
     data.validate()
+    check_model_options(model_config, pretrain)
     examples, resolved = read_training_data(data_paths, data)
     _warn_if_imbalanced(examples, on_event)
     fold_indices = stratified_folds(examples.labels, folds, seed=fold_seed)
@@ -557,7 +569,7 @@ def cross_validate(
                                       device=device, precision=precision, overwrite=True, on_event=on_event,
                                       pretrain=pretrain, examples=train_share)
             elapsed = time.perf_counter() - start  # everything a fold costs: vocabulary, pretraining, training
-            if result.stop_reason == "interrupted":
+            if result.stop_reason is StopReason.INTERRUPTED:
                 raise KeyboardInterrupt
             model, vocab, label_names, _ = load_classifier(fold_dir / "best.pt", device=device)
             metrics = evaluate_classifier(model, vocab, label_names, examples.subset(test_index), data=data)

@@ -228,6 +228,7 @@ def train_language_model(
         data.validate()
         train = train or TrainConfig()
         train.validate()
+        LanguageModelConfig.check_options(model_config or {})
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir(corpus)
         claim_run_dir(run_dir, overwrite=overwrite)
         vocab, tokens, corpus_file = prepare_corpus(corpus, data, run_dir, cache_dir=cache_dir)

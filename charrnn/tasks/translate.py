@@ -249,6 +249,7 @@ def train_translator(
         data.validate()
         train = (train or TrainConfig()).with_defaults(**TRAIN_DEFAULTS)
         train.validate()
+        TranslatorConfig.check_options(model_config or {})
         run_dir = Path(run_dir) if run_dir is not None else Path("checkpoints") / Path(pairs_path).name.split(".")[0]
         claim_run_dir(run_dir, overwrite=overwrite)
         split, data, _, path = load_split(pairs_path, data)
