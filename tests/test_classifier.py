@@ -12,6 +12,8 @@ from charrnn.models.classifier import Classifier, ClassifierConfig, EncoderLangu
 from charrnn.tasks.classify import (
     ClassificationDataConfig,
     ClassificationMetrics,
+    EncodedTexts,
+    build_vocab,
     classify,
     cross_validate,
     evaluate_classifier,
@@ -85,7 +87,21 @@ def test_casing_and_punctuation_variants_get_the_same_label_and_probabilities(tr
 
 def test_a_checkpoint_from_before_normalisation_reads_its_texts_as_they_are():
     payload = {"data_config": {"tokenizer": "char", "max_tokens": 50}}
-    assert not ClassificationDataConfig.from_checkpoint(payload).normalise
+    data = ClassificationDataConfig.from_checkpoint(payload)
+    assert not data.normalise and not data.space_first_word
+    assert data.as_read("Great movie!") == "Great movie!"
+
+
+def test_a_first_word_is_the_same_tokens_as_inside_a_sentence():
+    # Byte-level BPE reads " awful" and a text-initial "awful" as different tokens; a short input
+    # ("awful", "great movie") must get the tokens the word has in the training sentences.
+    sentences = [f"the {word} film was {word} ." for word in ("awful", "great", "dull", "moving")] * 20
+    data = ClassificationDataConfig(vocab_size=300)
+    vocab = build_vocab(sentences, data)
+    config = ClassifierConfig(vocab_size=vocab.size, num_classes=2, ngram_buckets=0)
+    alone, inside = EncodedTexts.of(["Awful", "the awful film"], vocab, config, data).tokens
+    assert alone == [inside[1]]
+    assert data.as_read("Great movie!") == " great movie !"
 
 
 def test_calibration_error_measures_the_gap_between_confidence_and_accuracy():

@@ -49,12 +49,23 @@ class ClassificationDataConfig:
     # Lower-case and split punctuation off (normalise.as_spaced_lowercase) every text, in training
     # and in use: rt-polarity is written that way and people type otherwise.
     normalise: bool = True
+    # Put a space before every text, so that its first word becomes the same tokens as the word
+    # inside a sentence (byte-level BPE reads " great" and a text-initial "great" as different
+    # tokens). Few training sentences start with the word a short input starts with: without it,
+    # "awful" was "aw" + "ful", pieces the model hardly knew, and "great movie" read as negative.
+    space_first_word: bool = True
 
     @classmethod
     def from_checkpoint(cls, payload: dict) -> ClassificationDataConfig:
-        """The data settings a checkpoint was trained with; one written before normalise existed
-        saw its texts as they were."""
-        return cls(**{"normalise": False, **payload["data_config"]})
+        """The data settings a checkpoint was trained with; one written before normalise or
+        space_first_word existed read its texts as they were."""
+        return cls(**{"normalise": False, "space_first_word": False, **payload["data_config"]})
+
+    def as_read(self, text: str) -> str:
+        """A text as the model reads it, in training and in use (see normalise and space_first_word)."""
+        if self.normalise:
+            text = as_spaced_lowercase(text)
+        return " " + text if self.space_first_word else text
 
     def validate(self) -> None:
         if self.tokenizer not in ("char", "bpe"):
@@ -66,7 +77,9 @@ class ClassificationDataConfig:
 
 
 def build_vocab(texts: Sequence[str], data: ClassificationDataConfig) -> Vocab:
-    """The vocabulary of the training texts only (validation and test texts stay unseen)."""
+    """The vocabulary of the training texts only (validation and test texts stay unseen), read as
+    the model reads them (data.as_read)."""
+    texts = [data.as_read(text) for text in texts]
     if data.tokenizer == "char":
         return Vocab.build_char("".join(texts), specials=CLASSIFIER_SPECIALS)
     return Vocab.train_bpe(texts, data.vocab_size, specials=CLASSIFIER_SPECIALS)
@@ -77,15 +90,14 @@ class EncodedTexts:
     """A classifier's inputs for a list of texts, read as the data settings say: token ids (cut to
     data.max_tokens; characters a character vocabulary lacks become <unk>, and a text with no
     tokens becomes a single <unk>), and the bucket ids of their word n-grams when the model has an
-    n-gram channel. With data.normalise, the texts are first lower-cased with punctuation split off."""
+    n-gram channel. The texts are first written as the model reads them (data.as_read)."""
 
     tokens: list[list[int]]
     ngrams: list[list[int]] | None
 
     @classmethod
     def of(cls, texts: Sequence[str], vocab: Vocab, config: ClassifierConfig, data: ClassificationDataConfig) -> EncodedTexts:
-        if data.normalise:
-            texts = [as_spaced_lowercase(text) for text in texts]
+        texts = [data.as_read(text) for text in texts]
         tokens = [vocab.encode(text, unknown_id=UNK)[: data.max_tokens] or [UNK] for text in texts]
         ngrams = None
         if config.ngram_buckets:
