@@ -17,13 +17,14 @@ import torch
 from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches, pad_batch
-from ..devices import resolve_device, resolve_precision
+from ..devices import resolve_device
 from ..errors import UsageError
 from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
 from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
 from ..ngrams import NgramCounts, ngram_ids
 from ..normalise import as_spaced_lowercase
-from ..train import StopReason, Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+from ..runs import PreparedRun, RunPlace, train_task
+from ..train import StopReason, Trainer, TrainConfig, TrainResult, claim_run_dir
 from ..vocab import Vocab
 
 TASK = "classifier"
@@ -393,68 +394,87 @@ def train_classifier(
     labelled texts to use instead of reading data_paths (which then only name the data in the
     checkpoint): cross-validation trains on one fold's share this way.
     """
-    torch_device = resolve_device(device)
-    amp_dtype = resolve_precision(precision, torch_device)
-    payload = None
-    if resume is not None:
-        payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
-        data = ClassificationDataConfig.from_checkpoint(payload)
-        train = resumed_train_config(payload, train)
-        data_paths = data_paths or [recorded_data_file(p) for p in payload.get("data_paths") or []]
-        run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
-    else:
-        if not data_paths:
+    recipe = ClassifierRecipe(data_paths, model_config or {}, data or ClassificationDataConfig(), pretrain, examples)
+    return train_task(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
+                      overwrite=overwrite, on_event=on_event)
+
+
+@dataclass
+class ClassifierRecipe:
+    """How runs.train_task builds a classification run (see train_classifier)."""
+
+    data_paths: Sequence[str] | None
+    model_config: dict
+    data: ClassificationDataConfig
+    pretrain: TrainConfig | None = None
+    examples: LabelledTexts | None = None
+    name: str = TASK
+
+    def check(self) -> None:
+        if not self.data_paths:
             raise UsageError("give the labelled data to train on: a text<TAB>label file, or one file per class")
-        data = data or ClassificationDataConfig()
-        data.validate()
-        train = (train or TrainConfig()).with_defaults(**TRAIN_DEFAULTS)
-        train.validate()
-        check_model_options(model_config, pretrain)
-        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(data_paths)
-        claim_run_dir(run_dir, overwrite=overwrite)
-    if examples is None:
-        examples, resolved_paths = read_training_data(data_paths, data)
-        _warn_if_imbalanced(examples, on_event)
-    else:
-        resolved_paths = [str(p) for p in data_paths]
-    train_index, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
-    train_set, val_set = examples.subset(train_index), examples.subset(val_index)
-    if payload is not None:
-        vocab = Vocab.from_dict(payload["vocab"])
-        label_names = list(payload["label_names"])
-        model = Classifier(ClassifierConfig(**payload["model_config"]))
-    else:
+        self.data.validate()
+        check_model_options(self.model_config, self.pretrain)
+
+    def default_run_dir(self) -> Path:
+        return default_run_dir(self.data_paths)
+
+    def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        data = self.data
+        examples, paths = self._examples(self.data_paths, data, place)
+        train_set, val_set = self._split(examples, data)
         vocab = build_vocab(train_set.texts, data)
         label_names = list(examples.label_names)
-        torch.manual_seed(train.seed)
         model = Classifier(ClassifierConfig(vocab_size=vocab.size, num_classes=len(label_names), pad_id=PAD,
-                                            **(model_config or {})))
-    train_inputs = EncodedTexts.of(train_set.texts, vocab, model.config, data)
-    val_inputs = EncodedTexts.of(val_set.texts, vocab, model.config, data)
-    if payload is not None:
+                                            **self.model_config))
+        train_inputs = EncodedTexts.of(train_set.texts, vocab, model.config, data)
+        val_inputs = EncodedTexts.of(val_set.texts, vocab, model.config, data)
+        if model.config.ngram_buckets:
+            # Naive Bayes counts every labelled text: the validation texts, which fit the channel's
+            # mixing weight, are scored with their own counts left out (see Classifier.ngram_scores).
+            model.set_ngram_counts(NgramCounts.of(train_inputs.ngrams + val_inputs.ngrams,
+                                                  train_set.labels + val_set.labels, len(label_names)))
+        pretraining_record = None
+        if self.pretrain is not None:
+            pretrain = self.pretrain.with_defaults(**PRETRAIN_DEFAULTS)
+            pretraining = pretrain_encoder(model, train_inputs.tokens, val_inputs.tokens, data=data, pretrain=pretrain,
+                                           run_dir=place.run_dir / "pretrain", device=place.device,
+                                           amp_dtype=place.amp_dtype, on_event=place.on_event)
+            if pretraining.stop_reason is StopReason.INTERRUPTED:
+                return PreparedRun(None, train, ended=pretraining)
+            pretraining_record = asdict(pretrain)
+        train = train.with_defaults(**TRAIN_DEFAULTS)
+        task = ClassificationTask(model, vocab, label_names, train_inputs, train_set.labels, val_inputs, val_set.labels,
+                                  data, seed=train.seed, data_paths=paths, pretraining=pretraining_record)
+        return PreparedRun(task, train)
+
+    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        data = ClassificationDataConfig.from_checkpoint(payload)
+        data_paths = self.data_paths or [recorded_data_file(p) for p in payload.get("data_paths") or []]
+        examples, paths = self._examples(data_paths, data, place)
+        train_set, val_set = self._split(examples, data)
+        vocab = Vocab.from_dict(payload["vocab"])
+        model = Classifier(ClassifierConfig(**payload["model_config"]))
         restore_ngram_counts(model, payload)
-    elif model.config.ngram_buckets:
-        # Naive Bayes counts every labelled text: the validation texts, which fit the channel's
-        # mixing weight, are scored with their own counts left out (see Classifier.ngram_scores).
-        model.set_ngram_counts(NgramCounts.of(train_inputs.ngrams + val_inputs.ngrams, train_set.labels + val_set.labels,
-                                              len(label_names)))
-    if payload is None and pretrain is not None:
-        pretrain = pretrain.with_defaults(**PRETRAIN_DEFAULTS)
-        pretraining = pretrain_encoder(model, train_inputs.tokens, val_inputs.tokens, data=data, pretrain=pretrain,
-                                       run_dir=run_dir / "pretrain", device=torch_device, amp_dtype=amp_dtype,
-                                       on_event=on_event)
-        if pretraining.stop_reason is StopReason.INTERRUPTED:
-            return pretraining
-    if payload is not None:
-        pretraining_record = payload.get("pretraining")
-    else:
-        pretraining_record = asdict(pretrain) if pretrain is not None else None
-    task = ClassificationTask(model, vocab, label_names, train_inputs, train_set.labels, val_inputs, val_set.labels, data,
-                              seed=train.seed, data_paths=resolved_paths, pretraining=pretraining_record)
-    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
-    if payload is not None:
-        trainer.load_resume_payload(payload)
-    return trainer.run()
+        task = ClassificationTask(model, vocab, list(payload["label_names"]),
+                                  EncodedTexts.of(train_set.texts, vocab, model.config, data), train_set.labels,
+                                  EncodedTexts.of(val_set.texts, vocab, model.config, data), val_set.labels, data,
+                                  seed=train.seed, data_paths=paths, pretraining=payload.get("pretraining"))
+        return PreparedRun(task, train)
+
+    def _examples(self, data_paths: Sequence[str], data: ClassificationDataConfig,
+                  place: RunPlace) -> tuple[LabelledTexts, list[str]]:
+        """The labelled texts (those given, else read from the data files) and the files' paths."""
+        if self.examples is not None:
+            return self.examples, [str(p) for p in data_paths]
+        examples, paths = read_training_data(data_paths, data)
+        _warn_if_imbalanced(examples, place.on_event)
+        return examples, paths
+
+    @staticmethod
+    def _split(examples: LabelledTexts, data: ClassificationDataConfig) -> tuple[LabelledTexts, LabelledTexts]:
+        train_index, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
+        return examples.subset(train_index), examples.subset(val_index)
 
 
 # -- inference ---------------------------------------------------------------------------------

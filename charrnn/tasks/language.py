@@ -29,12 +29,12 @@ from ..data import (
     stage_corpus,
     validation_windows,
 )
-from ..devices import autocast, resolve_device, resolve_precision
+from ..devices import autocast, resolve_device
 from ..errors import CharrnnError, UsageError
 from ..models.language_model import LanguageModel, LanguageModelConfig
 from ..sampling import SamplingConfig, generate
-from ..train import (Trainer, TrainConfig, TrainResult, claim_run_dir, make_optimizer, resume_checkpoint_path,
-                     resumed_train_config)
+from ..runs import PreparedRun, RunPlace, train_task
+from ..train import TrainConfig, TrainResult, make_optimizer
 from ..vocab import Vocab, format_characters
 
 TASK = "language_model"
@@ -196,7 +196,8 @@ def train_language_model(
     overwrite: bool = False,
     on_event: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train a language model on a corpus file (or '-' for stdin), or resume a run.
+    """Train a language model on a corpus file (or '-' for stdin), or resume a run (see
+    runs.train_task for what every task's training shares).
 
     model_config holds LanguageModelConfig fields except vocab_size. The batch shape, learning
     rate, warm-up and evaluation cadence left unset (None) are chosen from the measured cost of a
@@ -205,59 +206,70 @@ def train_language_model(
     conditions given in train replace the saved ones (max_steps, epochs, time_budget); corpus
     may be None to read the run's own corpus.
     """
-    torch_device = resolve_device(device)
-    amp_dtype = resolve_precision(precision, torch_device)
-    settings = None
-    probe_seconds = 0.0
-    if resume is not None:
-        payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
-        if corpus is None:
-            if payload.get("corpus_path") is None:
-                raise UsageError("this run was trained from stdin (or on an older charrnn); give its corpus again")
-            corpus = recorded_data_file(payload["corpus_path"])
-        data = LanguageDataConfig(**payload["data_config"])
-        train = resumed_train_config(payload, train)
-        run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
-        vocab = Vocab.from_dict(payload["vocab"])
-        vocab, tokens, corpus_file = prepare_corpus(corpus, data, run_dir, vocab=vocab, cache_dir=cache_dir)
-        model = LanguageModel(LanguageModelConfig(**payload["model_config"]))
-    else:
-        if corpus is None:
+    recipe = LanguageModelRecipe(corpus, model_config or {}, data or LanguageDataConfig(), cache_dir)
+    return train_task(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
+                      overwrite=overwrite, on_event=on_event)
+
+
+@dataclass
+class LanguageModelRecipe:
+    """How runs.train_task builds a language-model run."""
+
+    corpus: str | None
+    model_config: dict
+    data: LanguageDataConfig
+    cache_dir: Path | None = None
+    name: str = TASK
+
+    def check(self) -> None:
+        if self.corpus is None:
             raise UsageError("give a corpus to train on (a text file, or - for stdin)")
-        data = data or LanguageDataConfig()
-        data.validate()
-        train = train or TrainConfig()
-        train.validate()
-        LanguageModelConfig.check_options(model_config or {})
-        run_dir = Path(run_dir) if run_dir is not None else default_run_dir(corpus)
-        claim_run_dir(run_dir, overwrite=overwrite)
-        vocab, tokens, corpus_file = prepare_corpus(corpus, data, run_dir, cache_dir=cache_dir)
-        model_config = {**(model_config or {}), "vocab_size": vocab.size}
+        self.data.validate()
+        LanguageModelConfig.check_options(self.model_config)
+
+    def default_run_dir(self) -> Path:
+        return default_run_dir(self.corpus)
+
+    def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        data, settings, probe_seconds = self.data, None, 0.0
+        vocab, tokens, corpus_file = prepare_corpus(self.corpus, data, place.run_dir, cache_dir=self.cache_dir)
+        model_config = {**self.model_config, "vocab_size": vocab.size}
         if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
                     model_config.get("dropout"), train.weight_decay):
             started = time.perf_counter()
-            settings = fit_settings_to_machine(model_config, data, train, dropout=model_config.get("dropout"),
-                                               train_tokens=split_point(len(tokens), data.val_frac),
-                                               device=torch_device, amp_dtype=amp_dtype)
+            # The timing builds and steps models of its own: the random state is put back after
+            # it, so the model built next starts from the seed whatever the timing drew.
+            with torch.random.fork_rng(devices=[place.device] if place.device.type == "cuda" else []):
+                settings = fit_settings_to_machine(model_config, data, train, dropout=model_config.get("dropout"),
+                                                   train_tokens=split_point(len(tokens), data.val_frac),
+                                                   device=place.device, amp_dtype=place.amp_dtype)
             probe_seconds = time.perf_counter() - started
             data = replace(data, batch_size=settings.batch_size, seq_len=settings.seq_len)
             train = replace(train, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
                             eval_every=settings.eval_every, weight_decay=settings.weight_decay)
             model_config["dropout"] = settings.dropout
-        # Seed before building the model so its initial weights are reproducible too.
-        torch.manual_seed(train.seed)
         model = LanguageModel(LanguageModelConfig(**model_config))
         train = train.with_defaults(min_lr_ratio=MIN_LR_RATIO, eval_tokens=EVAL_TOKENS)
-    corpus_name = "<stdin>" if corpus == "-" else Path(corpus).name
-    corpus_path = None if corpus == "-" else str(corpus_file.resolve())
-    task = LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name, corpus_path=corpus_path)
-    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event,
-                      settings_note=settings.note() if settings else None)
-    if resume is not None:
-        trainer.load_resume_payload(payload)
-    else:
-        trainer.state.elapsed = probe_seconds  # the timing was part of the budget
-    return trainer.run()
+        return PreparedRun(self._task(model, vocab, tokens, data, self.corpus, corpus_file), train,
+                           settings_note=settings.note() if settings else None, seconds_spent=probe_seconds)
+
+    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        corpus = self.corpus
+        if corpus is None:
+            if payload.get("corpus_path") is None:
+                raise UsageError("this run was trained from stdin (or on an older charrnn); give its corpus again")
+            corpus = recorded_data_file(payload["corpus_path"])
+        data = LanguageDataConfig(**payload["data_config"])
+        vocab, tokens, corpus_file = prepare_corpus(corpus, data, place.run_dir, vocab=Vocab.from_dict(payload["vocab"]),
+                                                    cache_dir=self.cache_dir)
+        model = LanguageModel(LanguageModelConfig(**payload["model_config"]))
+        return PreparedRun(self._task(model, vocab, tokens, data, corpus, corpus_file), train)
+
+    @staticmethod
+    def _task(model, vocab, tokens, data, corpus: str, corpus_file: Path) -> LanguageModelTask:
+        corpus_name = "<stdin>" if corpus == "-" else Path(corpus).name
+        corpus_path = None if corpus == "-" else str(corpus_file.resolve())
+        return LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name, corpus_path=corpus_path)
 
 
 def fit_settings_to_machine(model_config: dict, data: LanguageDataConfig, train: TrainConfig, *,

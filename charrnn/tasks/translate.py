@@ -15,12 +15,13 @@ from ..checkpoint import load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..decoding import beam_search, greedy_search
-from ..devices import resolve_device, resolve_precision
+from ..devices import resolve_device
 from ..errors import UsageError
 from ..models.translator import Translator, TranslatorConfig
 from ..normalise import as_written_sentence, learn_casing
 from ..pairs import PairSplit, read_pairs, split_pairs, with_typed_copies
-from ..train import Trainer, TrainConfig, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+from ..runs import PreparedRun, RunPlace, train_task
+from ..train import TrainConfig, TrainResult
 from ..vocab import SEQ2SEQ_SPECIALS, Vocab
 
 TASK = "translator"
@@ -228,43 +229,52 @@ def train_translator(
     overwrite: bool = False,
     on_event: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train a translator on a `source<TAB>target` file (plain or gzip), or resume a run."""
-    torch_device = resolve_device(device)
-    amp_dtype = resolve_precision(precision, torch_device)
-    payload = None
-    if resume is not None:
-        payload = load_checkpoint(resume_checkpoint_path(resume), task=TASK)
-        data = TranslationDataConfig.from_checkpoint(payload)
-        train = resumed_train_config(payload, train)
-        pairs_path = pairs_path or recorded_data_file(payload["corpus_path"])
-        run_dir = Path(run_dir) if run_dir is not None else resume_checkpoint_path(resume).parent
-        split, data, _, path = load_split(pairs_path, data)
-        source_vocab = Vocab.from_dict(payload["source_vocab"])
-        target_vocab = Vocab.from_dict(payload["target_vocab"])
-        model = Translator(TranslatorConfig(**payload["model_config"]))
-    else:
-        if pairs_path is None:
+    """Train a translator on a `source<TAB>target` file (plain or gzip), or resume a run (see
+    runs.train_task for what every task's training shares)."""
+    recipe = TranslatorRecipe(pairs_path, model_config or {}, data or TranslationDataConfig())
+    return train_task(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
+                      overwrite=overwrite, on_event=on_event)
+
+
+@dataclass
+class TranslatorRecipe:
+    """How runs.train_task builds a translation run."""
+
+    pairs_path: str | None
+    model_config: dict
+    data: TranslationDataConfig
+    name: str = TASK
+
+    def check(self) -> None:
+        if self.pairs_path is None:
             raise UsageError("give a pair file to train on (source<TAB>target lines)")
-        data = data or TranslationDataConfig()
-        data.validate()
-        train = (train or TrainConfig()).with_defaults(**TRAIN_DEFAULTS)
-        train.validate()
-        TranslatorConfig.check_options(model_config or {})
-        run_dir = Path(run_dir) if run_dir is not None else Path("checkpoints") / Path(pairs_path).name.split(".")[0]
-        claim_run_dir(run_dir, overwrite=overwrite)
-        split, data, _, path = load_split(pairs_path, data)
+        self.data.validate()
+        TranslatorConfig.check_options(self.model_config)
+
+    def default_run_dir(self) -> Path:
+        return Path("checkpoints") / Path(self.pairs_path).name.split(".")[0]
+
+    def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        split, data, _, path = load_split(self.pairs_path, self.data)
         source_vocab, target_vocab = build_vocabs(split, data)
-        torch.manual_seed(train.seed)
         model = Translator(TranslatorConfig(source_vocab_size=source_vocab.size, target_vocab_size=target_vocab.size,
-                                            pad_id=PAD, **(model_config or {})))
-    train_pairs = encode_pairs(split.train, source_vocab, target_vocab, max_tokens=data.max_tokens)
-    dev_pairs = encode_pairs(split.dev, source_vocab, target_vocab)
-    task = TranslationTask(model, source_vocab, target_vocab, train_pairs, dev_pairs, data, seed=train.seed,
-                           corpus_path=str(path.resolve()), corpus_name=path.name)
-    trainer = Trainer(task, train, run_dir, device=torch_device, amp_dtype=amp_dtype, on_event=on_event)
-    if payload is not None:
-        trainer.load_resume_payload(payload)
-    return trainer.run()
+                                            pad_id=PAD, **self.model_config))
+        return self._prepared(model, source_vocab, target_vocab, split, data, path, train.with_defaults(**TRAIN_DEFAULTS))
+
+    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        pairs_path = self.pairs_path or recorded_data_file(payload["corpus_path"])
+        split, data, _, path = load_split(pairs_path, TranslationDataConfig.from_checkpoint(payload))
+        model = Translator(TranslatorConfig(**payload["model_config"]))
+        return self._prepared(model, Vocab.from_dict(payload["source_vocab"]), Vocab.from_dict(payload["target_vocab"]),
+                              split, data, path, train)
+
+    @staticmethod
+    def _prepared(model, source_vocab, target_vocab, split, data, path: Path, train: TrainConfig) -> PreparedRun:
+        train_pairs = encode_pairs(split.train, source_vocab, target_vocab, max_tokens=data.max_tokens)
+        dev_pairs = encode_pairs(split.dev, source_vocab, target_vocab)
+        task = TranslationTask(model, source_vocab, target_vocab, train_pairs, dev_pairs, data, seed=train.seed,
+                               corpus_path=str(path.resolve()), corpus_name=path.name)
+        return PreparedRun(task, train)
 
 
 # -- inference ---------------------------------------------------------------------------------

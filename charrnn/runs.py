@@ -1,0 +1,97 @@
+"""The one way every task trains, a new run or a resumed one. train_task owns what runs share: the
+device and precision, the training settings of a resumed run, the run folder, the seed of the
+model's first weights, and the Trainer (which owns the loop, Ctrl-C and the checkpoints). A task
+brings only what is its own, as a TaskRecipe: how to check its options, where its runs go, and how
+to build its TrainingTask (data, vocabularies, model) for a new run or from a checkpoint."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .devices import resolve_device, resolve_precision
+from .train import Trainer, TrainConfig, TrainingTask, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+
+
+@dataclass
+class RunPlace:
+    """Where and on what a run trains, as train_task resolved it."""
+
+    run_dir: Path
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    on_event: Callable[[dict], None] | None
+
+
+@dataclass
+class PreparedRun:
+    """What a task builds for a run: its TrainingTask, the training settings with the task's
+    defaults filled in, how settings left unset were chosen (for the log), and the seconds of a
+    time budget already spent choosing them. ended: a run that ended while being prepared (Ctrl-C
+    during a classifier's pretraining), returned as it is."""
+
+    task: TrainingTask | None
+    train: TrainConfig
+    settings_note: dict | None = None
+    seconds_spent: float = 0.0
+    ended: TrainResult | None = None
+
+
+class TaskRecipe(Protocol):
+    """What a task gives train_task. It holds the task's own inputs (data paths, model and data
+    settings) from its construction."""
+
+    name: str  # the task a checkpoint names (load_checkpoint checks it on resume)
+
+    def check(self) -> None:
+        """Refuse bad options of a new run with a UsageError, before any data is read."""
+
+    def default_run_dir(self) -> Path: ...
+
+    def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun: ...
+
+    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        """The run a checkpoint was saved from, rebuilt from it (its model, vocabularies and data
+        settings); train: its training settings, with the stop conditions the caller gave."""
+
+
+def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir: Path | None = None,
+               resume: str | Path | None = None, device: str = "auto", precision: str = "auto",
+               overwrite: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train a new run of the recipe's task, or resume one (resume: a run folder, which resumes
+    from its last.pt, or a checkpoint). A new run refuses a run folder that already holds a run
+    unless overwrite; a resumed one continues in the checkpoint's folder unless run_dir is given."""
+    torch_device = resolve_device(device)
+    amp_dtype = resolve_precision(precision, torch_device)
+    payload = None
+    if resume is not None:
+        checkpoint = resume_checkpoint_path(resume)
+        payload = load_checkpoint(checkpoint, task=recipe.name)
+        place = RunPlace(Path(run_dir) if run_dir is not None else checkpoint.parent, torch_device, amp_dtype, on_event)
+        prepared = recipe.resumed_run(payload, resumed_train_config(payload, train), place)
+    else:
+        train = train or TrainConfig()
+        train.validate()
+        recipe.check()
+        place = RunPlace(Path(run_dir) if run_dir is not None else recipe.default_run_dir(), torch_device, amp_dtype,
+                         on_event)
+        claim_run_dir(place.run_dir, overwrite=overwrite)
+        # The model's first weights come from the seed (the Trainer seeds its loop again at step 0).
+        torch.manual_seed(train.seed)
+        random.seed(train.seed)
+        prepared = recipe.new_run(train, place)
+    if prepared.ended is not None:
+        return prepared.ended
+    trainer = Trainer(prepared.task, prepared.train, place.run_dir, device=torch_device, amp_dtype=amp_dtype,
+                      on_event=on_event, settings_note=prepared.settings_note)
+    if payload is not None:
+        trainer.load_resume_payload(payload)
+    else:
+        trainer.state.elapsed = prepared.seconds_spent  # choosing the settings was part of the budget
+    return trainer.run()
