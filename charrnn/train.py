@@ -97,6 +97,10 @@ class TrainingTask(Protocol):
     def checkpoint_fields(self) -> dict:
         """What the task needs in every checkpoint to rebuild the model (task, config, vocab)."""
 
+    # A task may also have calibrate(model, device): fit what is fitted on held-out data rather
+    # than trained (the classifier's mixing weights). The loop calls it before each evaluation,
+    # as a step of its own, so that evaluate only measures.
+
 
 @dataclass
 class TrainState:
@@ -430,6 +434,9 @@ class Trainer:
         started = time.perf_counter()
         self.model.eval()
         with torch.no_grad(), autocast(self.device, self.amp_dtype):
+            calibrate = getattr(self.task, "calibrate", None)
+            if calibrate is not None:
+                calibrate(self.model, self.device)
             metrics = self.task.evaluate(self.model, self.device, self.config.eval_tokens if partial else None)
         self.model.train()
         seconds = time.perf_counter() - started

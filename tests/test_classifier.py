@@ -214,3 +214,22 @@ def test_pretraining_lowers_the_language_model_loss_and_keeps_the_classifier_wor
     assert result.final_metrics["val_accuracy"] >= 0.9
     _, _, _, payload = load_classifier(tmp_path / "run" / "best.pt", device="cpu")
     assert payload["pretraining"]["max_steps"] == 60
+
+
+def test_evaluation_only_measures_and_calibration_fits_the_mix(tmp_path):
+    from charrnn.runs import RunPlace
+    from charrnn.tasks.classify import ClassifierRecipe
+
+    write_tsv(tmp_path / "topics.tsv", synthetic_texts(300, seed=3))
+    recipe = ClassifierRecipe([str(tmp_path / "topics.tsv")], SMALL_MODEL, ClassificationDataConfig(tokenizer="char"))
+    task = recipe.new_run(FAST, RunPlace(tmp_path, torch.device("cpu"), None, None)).task
+    model = task.model.eval()
+    model.recurrent_weight.fill_(3.0)
+    model.ngram_weight.fill_(0.0)
+    metrics = task.evaluate(model, torch.device("cpu"))
+    assert (metrics["recurrent_weight"], metrics["ngram_weight"]) == (3.0, 0.0)
+    assert (float(model.recurrent_weight), float(model.ngram_weight)) == (3.0, 0.0)  # evaluate fitted nothing
+    task.calibrate(model, torch.device("cpu"))
+    # Naive Bayes separates the topics while the untrained recurrent part cannot: the fit uses it.
+    assert float(model.ngram_weight) > 0.0
+    assert task.evaluate(model, torch.device("cpu"))["val_loss"] < metrics["val_loss"]

@@ -197,8 +197,9 @@ def predict_probabilities(model: Classifier, encoded: EncodedTexts, batch_size: 
 
 
 class ClassificationTask:
-    """Cross-entropy training over batches of texts of similar length; evaluation on the
-    validation texts reports loss, accuracy and macro-F1."""
+    """Cross-entropy training over batches of texts of similar length; calibration fits the
+    mixing weights on the validation texts; evaluation there reports loss, accuracy, macro-F1
+    and calibration error."""
 
     def __init__(self, model: Classifier, vocab: Vocab, label_names: list[str], train: EncodedTexts, train_labels,
                  val: EncodedTexts, val_labels, data: ClassificationDataConfig, *, seed: int, data_paths: list[str],
@@ -222,13 +223,19 @@ class ClassificationTask:
         loss = torch.nn.functional.cross_entropy(model.recurrent_logits(inputs["tokens"], inputs["lengths"]), targets)
         return loss, int(inputs["lengths"].sum())
 
+    def calibrate(self, model, device) -> None:
+        """Fit the mixing weights of the two channels on the validation texts (Trainer calls it
+        before each evaluation)."""
+        if model.config.ngram_buckets:
+            recurrent, scores = self.validation_logit_parts(model, device)
+            model.fit_mixing_weights(recurrent, scores, torch.tensor(self.val_labels, device=device))
+
     def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
         # Scores all of its validation data whatever max_tokens says (small enough to).
         mixing = {}
         if model.config.ngram_buckets:
             recurrent, scores = self.validation_logit_parts(model, device)
-            targets = torch.tensor(self.val_labels, device=device)
-            mixing["recurrent_weight"], mixing["ngram_weight"] = model.fit_mixing_weights(recurrent, scores, targets)
+            mixing = {"recurrent_weight": float(model.recurrent_weight), "ngram_weight": float(model.ngram_weight)}
             probabilities = torch.softmax(model.mix(recurrent, scores), dim=-1).cpu()
         else:
             probabilities = predict_probabilities(model, self.val)
