@@ -9,6 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from .tasks import describe_metrics
 from .train import UNKNOWN_TOTAL, StopReason, best_record
 
 stderr_console = Console(stderr=True, highlight=False)
@@ -85,21 +86,6 @@ def print_warnings(event: dict) -> None:
         stderr_console.print(f"charrnn: warning: {event['message']}", markup=False)
 
 
-def describe_metrics(metrics: dict) -> str:
-    """'1.4820 nats/token, 2.1381 bpc, perplexity 4.40' from a language model's evaluation record;
-    'loss 0.4338, accuracy 80.21%, macro-F1 80.20%' from a classifier's."""
-    if not metrics or "val_loss" not in metrics:
-        return "no evaluation"
-    if "val_accuracy" in metrics:
-        return (f"loss {metrics['val_loss']:.4f}, accuracy {100 * metrics['val_accuracy']:.2f}%, "
-                f"macro-F1 {100 * metrics['val_macro_f1']:.2f}%")
-    parts = [f"{metrics['val_loss']:.4f} nats/token"]
-    if "val_bpc" in metrics:
-        parts.append(f"{metrics['val_bpc']:.4f} bpc")
-    parts.append(f"perplexity {metrics['val_ppl']:.2f}")
-    return ", ".join(parts)
-
-
 def print_training_summary(result, command: str = "charrnn train") -> None:
     """How the run ended, its final and best validation, where its files are; after Ctrl-C, the
     command (`charrnn train`, `charrnn translate train`, ...) that resumes it."""
@@ -107,9 +93,9 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
     best = best_record(state.history, state.best_step)
     stderr_console.print(f"stopped at step {state.step} after {state.elapsed:.1f}s: {result.stop_reason.description}")
     if result.final_metrics:
-        stderr_console.print(f"final validation: {describe_metrics(result.final_metrics)}")
+        stderr_console.print(f"final validation: {describe_metrics(result.task, result.final_metrics)}")
     if best is not None:
-        stderr_console.print(f"best validation:  {describe_metrics(best)} at step {state.best_step}")
+        stderr_console.print(f"best validation:  {describe_metrics(result.task, best)} at step {state.best_step}")
     # Only the files there are: a run stopped before its first evaluation has no best.pt.
     saved = [str(result.run_dir / name) for name in ("best.pt", "last.pt") if (result.run_dir / name).exists()]
     stderr_console.print(f"checkpoints: {', '.join(saved) or 'none'}; log: {result.run_dir}/log.jsonl")
@@ -141,7 +127,7 @@ def print_checkpoint_info(path: str, payload: dict, parameters: int) -> None:
         table.add_row("training time", f"{state.get('elapsed', 0.0):.1f}s")
         best = best_record(state.get("history", []), state.get("best_step"))
         if best is not None:
-            table.add_row("best validation", f"{describe_metrics(best)} (step {best['step']})")
+            table.add_row("best validation", f"{describe_metrics(payload.get('task'), best)} (step {best['step']})")
     table.add_row("resumable", "yes" if payload.get("resumable") else "no (weights only)")
     for key, value in (payload.get("notes") or {}).items():
         table.add_row(key, str(value))

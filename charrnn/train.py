@@ -78,8 +78,13 @@ class TrainingTask(Protocol):
     """What a task gives the loop. The task owns its batches (and any state carried between
     them, such as the hidden state of truncated BPTT)."""
 
+    name: str  # the task its checkpoints name (charrnn.tasks.TASKS)
     model: nn.Module
     steps_per_epoch: int
+
+    @staticmethod
+    def describe_metrics(metrics: dict) -> str:
+        """An evaluation record in words, for the summary and `charrnn info`."""
 
     def training_loss(self, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, int]:
         """Loss on the next training batch, and the number of tokens it covered."""
@@ -151,6 +156,7 @@ class TrainResult:
     stop_reason: StopReason
     run_dir: Path
     final_metrics: dict
+    task: str | None = None  # the task's name, which says how to describe its metrics
 
 
 def learning_rate_at(step: int, config: TrainConfig, total_steps: int) -> float:
@@ -377,7 +383,7 @@ class Trainer:
                     "best_val_loss": best["val_loss"] if best else self.state.best_val_loss,
                     "best_step": self.state.best_step})
         self._log_handle.close()
-        return TrainResult(self.state, stop_reason, self.run_dir, final_metrics)
+        return TrainResult(self.state, stop_reason, self.run_dir, final_metrics, self.task.name)
 
     def _train_step(self) -> StopReason | None:
         """One optimiser step on the task's next batch; returns DIVERGED if the loss is not

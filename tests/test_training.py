@@ -197,6 +197,7 @@ class ScriptedTask:
     """A task whose evaluations return figures from a script, by the step the model's weights
     come from (a buffer saved with them) and by whether the evaluation is partial."""
 
+    name = "scripted"
     steps_per_epoch = 1000
 
     def __init__(self, partial: dict, whole: dict):
@@ -264,3 +265,15 @@ def test_a_bad_model_option_fails_before_any_data_is_read(tmp_path):
     with pytest.raises(UsageError, match="--cell"):
         train_language_model(str(tmp_path / "missing.txt"), model_config={"cell": "transformer"}, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_each_task_describes_its_own_metrics():
+    from charrnn.tasks import describe_metrics
+
+    assert describe_metrics("language_model", {"val_loss": 1.5, "val_bpc": 2.16, "val_ppl": 4.48}) == \
+        "1.5000 nats/token, 2.1600 bpc, perplexity 4.48"
+    assert describe_metrics("translator", {"val_loss": 1.64, "val_ppl": 5.16}) == "1.6400 nats/token, perplexity 5.16"
+    assert describe_metrics("classifier", {"val_loss": 0.43, "val_accuracy": 0.8171, "val_macro_f1": 0.817}) == \
+        "loss 0.4300, accuracy 81.71%, macro-F1 81.70%"
+    assert describe_metrics("someone_elses_task", {"val_loss": 0.5}) == "loss 0.5000"
+    assert describe_metrics("classifier", {}) == "no evaluation"

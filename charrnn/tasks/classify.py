@@ -201,6 +201,13 @@ class ClassificationTask:
     mixing weights on the validation texts; evaluation there reports loss, accuracy, macro-F1
     and calibration error."""
 
+    name = TASK
+
+    @staticmethod
+    def describe_metrics(metrics: dict) -> str:
+        return (f"loss {metrics['val_loss']:.4f}, accuracy {100 * metrics['val_accuracy']:.2f}%, "
+                f"macro-F1 {100 * metrics['val_macro_f1']:.2f}%")
+
     def __init__(self, model: Classifier, vocab: Vocab, label_names: list[str], train: EncodedTexts, train_labels,
                  val: EncodedTexts, val_labels, data: ClassificationDataConfig, *, seed: int, data_paths: list[str],
                  pretraining: dict | None = None):
@@ -293,6 +300,12 @@ class ClassificationTask:
 class PretrainingTask:
     """The classifier's encoder trained as a language model in both directions on the training
     texts (their labels unused); the validation texts measure it."""
+
+    name = PRETRAINING_TASK
+
+    @staticmethod
+    def describe_metrics(metrics: dict) -> str:
+        return f"{metrics['val_loss']:.4f} nats/token (both directions)"
 
     def __init__(self, model: EncoderLanguageModel, train_ids, val_ids, *, batch_size: int, seed: int):
         self.model = model

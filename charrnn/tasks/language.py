@@ -70,6 +70,13 @@ class LanguageModelTask:
     the next (so the model sees context longer than seq_len) and detached between windows (so
     back-propagation stays seq_len steps deep); it is reset where the streams wrap around."""
 
+    name = TASK
+
+    @staticmethod
+    def describe_metrics(metrics: dict) -> str:
+        bpc = f", {metrics['val_bpc']:.4f} bpc" if "val_bpc" in metrics else ""  # not in the oldest checkpoints
+        return f"{metrics['val_loss']:.4f} nats/token{bpc}, perplexity {metrics['val_ppl']:.2f}"
+
     def __init__(self, model: LanguageModel, vocab: Vocab, tokens: np.ndarray, data: LanguageDataConfig, *,
                  corpus_name: str, corpus_path: str | None = None):
         self.model = model

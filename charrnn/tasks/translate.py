@@ -121,6 +121,12 @@ def make_training_batch(pairs, device):
 class TranslationTask:
     """Teacher-forced training over batches of pairs of similar source length."""
 
+    name = TASK
+
+    @staticmethod
+    def describe_metrics(metrics: dict) -> str:
+        return f"{metrics['val_loss']:.4f} nats/token, perplexity {metrics['val_ppl']:.2f}"
+
     def __init__(self, model: Translator, source_vocab: Vocab, target_vocab: Vocab, train_pairs, dev_pairs,
                  data: TranslationDataConfig, *, seed: int, corpus_path: str | None, corpus_name: str):
         self.model = model
