@@ -1,0 +1,43 @@
+"""The bundled checkpoints, trained by earlier versions of charrnn, still load and answer through
+today's code: the language model samples, the translator translates, the classifier classifies
+(and reads its texts as it was trained to)."""
+
+import pytest
+
+from charrnn.cli_support import bundled_checkpoint
+
+
+def bundled(name):
+    path = bundled_checkpoint(name)
+    if not path.exists():
+        pytest.skip(f"no bundled {name} in this checkout")
+    return path
+
+
+def test_the_bundled_language_model_samples():
+    from charrnn.tasks.language import load_language_model, sample_text
+
+    model, vocab, _ = load_language_model(bundled("shakespeare.pt"), device="cpu")
+    text = "".join(sample_text(model, vocab, prime="ROMEO:", length=40, seed=1))
+    assert len(text) == 40 and text.strip()
+
+
+def test_the_bundled_translator_translates_typed_input():
+    from charrnn.tasks.translate import TranslationDataConfig, load_translator, translate
+
+    model, source_vocab, target_vocab, payload = load_translator(bundled("spa-eng.pt"), device="cpu")
+    data = TranslationDataConfig.from_checkpoint(payload)
+    [result] = translate(model, source_vocab, target_vocab, ["where is the train station"], normalise=True,
+                         casing=data.source_casing)
+    assert "estación" in result.text and result.text.endswith("?")
+
+
+def test_the_bundled_classifier_reads_casing_and_punctuation_alike():
+    from charrnn.tasks.classify import ClassificationDataConfig, classify, load_classifier
+
+    model, vocab, label_names, payload = load_classifier(bundled("sentiment.pt"), device="cpu")
+    data = ClassificationDataConfig.from_checkpoint(payload)
+    variants = ["a gorgeous , witty , seductive movie .", "A gorgeous, witty, seductive movie!"]
+    predictions = classify(model, vocab, label_names, variants, data=data)
+    assert [p.label for p in predictions] == ["pos", "pos"]
+    assert predictions[0].probabilities["pos"] == pytest.approx(predictions[1].probabilities["pos"], abs=0.05)
