@@ -30,6 +30,7 @@ from common import (corpus_path, encode_corpus, log, make_parser, precision_labe
                     set_threads)
 
 from charrnn.devices import autocast
+from charrnn.events import StepEvent
 from charrnn.tasks.language import LanguageDataConfig, train_language_model
 from charrnn.train import TrainConfig
 
@@ -46,7 +47,7 @@ def chars_per_second(step_times: list[float], steps: int, batch: int, seq_len: i
 def run_charrnn(corpus: Path, shape: tuple, steps: int, work: Path, precision: str) -> float:
     hidden, layers, batch, seq_len = shape
     times = []
-    on_event = lambda e: times.append(e["elapsed"]) if e["event"] == "step" else None  # noqa: E731
+    on_event = lambda e: times.append(e.elapsed) if isinstance(e, StepEvent) else None  # noqa: E731
     # Every setting given, so nothing is timed before the run; eval_every past the last step: no
     # evaluation inside the timed steps. A small validation split keeps the one at the end short.
     train_language_model(str(corpus), model_config={"hidden_size": hidden, "num_layers": layers, "dropout": 0.0},

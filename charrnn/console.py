@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .tasks import describe_metrics
-from .train import UNKNOWN_TOTAL, StopReason, best_record
+from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
+from .train import StopReason, best_record
 
 stderr_console = Console(stderr=True, highlight=False)
 
@@ -28,42 +29,41 @@ class TrainingProgress:
         self.rate = 0.0
         self.loss = None
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: TrainingEvent) -> None:
         print_warnings(event)  # even when quiet: a warning is not progress
         if self.quiet:
             return
-        kind = event["event"]
-        if kind == "start":
+        if isinstance(event, StartEvent):
             from tqdm import tqdm
 
-            total = event["total_steps"] if event["total_steps"] < UNKNOWN_TOTAL else None
             stderr_console.print(
-                f"training: {event['parameters']:,} parameters on {event['device']} ({event['precision']})"
-                + (f", time budget {event['time_budget']:g}s" if event.get("time_budget") else "")
+                f"training: {event.parameters:,} parameters on {event.device} ({event.precision})"
+                + (f", time budget {event.time_budget:g}s" if event.time_budget else "")
             )
-            if event.get("settings"):
-                stderr_console.print(f"settings: {describe_settings(event['settings'])}", markup=False, soft_wrap=True)
-            self.bar = tqdm(total=total, initial=event["step"], file=sys.stderr, unit="step", dynamic_ncols=True,
+            if event.settings:
+                stderr_console.print(f"settings: {describe_settings(event.settings)}", markup=False, soft_wrap=True)
+            self.bar = tqdm(total=event.total_steps, initial=event.step, file=sys.stderr, unit="step", dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
-        elif kind == "step" and self.bar is not None:
-            if self.bar.total != event["total_steps"] and event["total_steps"] < UNKNOWN_TOTAL:
-                self.bar.total = event["total_steps"]
-            self.loss = event["loss"] if self.loss is None else 0.9 * self.loss + 0.1 * event["loss"]
+        elif isinstance(event, StepEvent) and self.bar is not None:
+            if event.total_steps is not None and self.bar.total != event.total_steps:
+                self.bar.total = event.total_steps
+            self.loss = event.loss if self.loss is None else 0.9 * self.loss + 0.1 * event.loss
             # Characters per second over the last second or more (over the run before that).
             if self._rate_mark is None:
-                self._rate_mark = (event["tokens"], event["elapsed"])
-            seconds = event["elapsed"] - self._rate_mark[1]
+                self._rate_mark = (event.tokens, event.elapsed)
+            seconds = event.elapsed - self._rate_mark[1]
             if seconds > 0 and (seconds >= 1.0 or self.rate == 0.0):
-                self.rate = (event["tokens"] - self._rate_mark[0]) / seconds
+                self.rate = (event.tokens - self._rate_mark[0]) / seconds
                 if seconds >= 1.0:
-                    self._rate_mark = (event["tokens"], event["elapsed"])
-            self.bar.update(event["step"] - self.bar.n)
+                    self._rate_mark = (event.tokens, event.elapsed)
+            self.bar.update(event.step - self.bar.n)
             self._postfix()
-        elif kind == "eval":
+        elif isinstance(event, EvalEvent):
             # Bits per character where the task reports them (language models), else the loss.
-            self.last_val = ("bpc", event["val_bpc"]) if "val_bpc" in event else ("loss", event["val_loss"])
+            record = event.record
+            self.last_val = ("bpc", record["val_bpc"]) if "val_bpc" in record else ("loss", record["val_loss"])
             self._postfix()
-        elif kind == "end" and self.bar is not None:
+        elif isinstance(event, EndEvent) and self.bar is not None:
             self.bar.close()
 
     def _postfix(self):
@@ -80,10 +80,10 @@ def describe_settings(note: dict) -> str:
             f"dropout {note['dropout']:g}, weight decay {note['weight_decay']:g} ({note['reason']})")
 
 
-def print_warnings(event: dict) -> None:
+def print_warnings(event: TrainingEvent) -> None:
     """Show a task's warning event (such as strongly imbalanced classes) as one line on stderr."""
-    if event["event"] == "warning":
-        stderr_console.print(f"charrnn: warning: {event['message']}", markup=False)
+    if isinstance(event, WarningEvent):
+        stderr_console.print(f"charrnn: warning: {event.message}", markup=False)
 
 
 def print_training_summary(result, command: str = "charrnn train") -> None:

@@ -16,6 +16,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .devices import resolve_device, resolve_precision
+from .events import TrainingEvent
 from .train import Trainer, TrainConfig, TrainingTask, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 
 
@@ -26,7 +27,7 @@ class RunPlace:
     run_dir: Path
     device: torch.device
     amp_dtype: torch.dtype | None
-    on_event: Callable[[dict], None] | None
+    on_event: Callable[[TrainingEvent], None] | None
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TaskRecipe(Protocol):
 
 def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir: Path | None = None,
                resume: str | Path | None = None, device: str = "auto", precision: str = "auto",
-               overwrite: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:
+               overwrite: bool = False, on_event: Callable[[TrainingEvent], None] | None = None) -> TrainResult:
     """Train a new run of the recipe's task, or resume one (resume: a run folder, which resumes
     from its last.pt, or a checkpoint). A new run refuses a run folder that already holds a run
     unless overwrite; a resumed one continues in the checkpoint's folder unless run_dir is given."""

@@ -26,6 +26,7 @@ from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint, save_checkpoint
 from .devices import autocast
 from .errors import CharrnnError, UsageError
+from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent
 
 
 # The settings a task may leave unset (None) for its own default, which the language model
@@ -249,7 +250,7 @@ class Trainer:
         *,
         device: torch.device,
         amp_dtype: torch.dtype | None = None,
-        on_event: Callable[[dict], None] | None = None,
+        on_event: Callable[[TrainingEvent], None] | None = None,
         settings_note: dict | None = None,
     ):
         unset = [name for name in TASK_DEFAULTS if getattr(config, name) is None]
@@ -340,13 +341,10 @@ class Trainer:
             self.state.total_steps = step_limit if step_limit is not None else UNKNOWN_TOTAL
         self._log_handle = open(self.run_dir / "log.jsonl", "a", encoding="utf-8")
         num_params = sum(p.numel() for p in self.model.parameters())
-        start_event = {"event": "start", "step": self.state.step, "total_steps": self.state.total_steps,
-                       "parameters": num_params, "device": str(device),
-                       "precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
-                       "time_budget": cfg.time_budget}
-        if self.settings_note:
-            start_event["settings"] = self.settings_note
-        self._emit(start_event)
+        self._emit(StartEvent(step=self.state.step, total_steps=self._known_total(), parameters=num_params,
+                              device=str(device),
+                              precision=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32",
+                              time_budget=cfg.time_budget, settings=self.settings_note or None))
         stop_reason = None
         self._clock = (time.perf_counter(), self.state.elapsed)
         calibration_start: tuple[int, float] | None = None
@@ -378,10 +376,9 @@ class Trainer:
         self._tick()
         final_metrics = _last_complete(self.state.history) if stop_reason is not StopReason.DIVERGED else {}
         best = best_record(self.state.history, self.state.best_step)
-        self._emit({"event": "end", "step": self.state.step, "reason": stop_reason.value,
-                    "elapsed": self.state.elapsed,
-                    "best_val_loss": best["val_loss"] if best else self.state.best_val_loss,
-                    "best_step": self.state.best_step})
+        self._emit(EndEvent(step=self.state.step, reason=stop_reason, elapsed=self.state.elapsed,
+                            best_val_loss=best["val_loss"] if best else self.state.best_val_loss,
+                            best_step=self.state.best_step))
         self._log_handle.close()
         return TrainResult(self.state, stop_reason, self.run_dir, final_metrics, self.task.name)
 
@@ -407,9 +404,8 @@ class Trainer:
         self.state.step += 1
         self.state.tokens_seen += tokens
         self._tick()
-        self._emit({"event": "step", "step": self.state.step, "loss": loss_value, "lr": lr,
-                    "grad_norm": float(grad_norm), "tokens": self.state.tokens_seen,
-                    "elapsed": self.state.elapsed, "total_steps": self.state.total_steps})
+        self._emit(StepEvent(step=self.state.step, loss=loss_value, lr=lr, grad_norm=float(grad_norm),
+                             tokens=self.state.tokens_seen, elapsed=self.state.elapsed, total_steps=self._known_total()))
         return None
 
     def _stop_reason(self, interrupted: bool) -> StopReason | None:
@@ -472,7 +468,7 @@ class Trainer:
         else:
             self.state.evals_without_improvement += 1
         record = self._record(metrics, partial=partial)
-        self._emit({"event": "eval", **record, "best_val_loss": self.state.best_val_loss, "improved": improved})
+        self._emit(EvalEvent(record, self.state.best_val_loss, improved))
         self._save("last.pt")
         if improved:
             self._save("best.pt")
@@ -491,7 +487,7 @@ class Trainer:
             return
         partial_figure = history[-1]["val_loss"]
         final = self._record(self._score(partial=False), partial=False)
-        self._emit({"event": "eval", **final, "best_val_loss": self.state.best_val_loss, "improved": False})
+        self._emit(EvalEvent(final, self.state.best_val_loss, improved=False))
         best_path = self.run_dir / "best.pt"
         if self.state.best_step != self.state.step and best_path.exists():
             best = load_checkpoint(best_path)
@@ -504,7 +500,7 @@ class Trainer:
             else:
                 best["train_state"]["history"].append(earlier)
                 save_checkpoint(best, best_path)
-            self._emit({"event": "eval", **earlier, "best_val_loss": self.state.best_val_loss, "improved": False})
+            self._emit(EvalEvent(earlier, self.state.best_val_loss, improved=False))
         self._save("last.pt")
         if self.state.best_step == self.state.step:
             self._save("best.pt")
@@ -524,9 +520,14 @@ class Trainer:
         save_checkpoint(payload, self.run_dir / name)
         self._save_seconds = time.perf_counter() - started
 
-    def _emit(self, event: dict) -> None:
+    def _known_total(self) -> int | None:
+        """The schedule's length for an event: None while a time-budget run has not measured it."""
+        total = self.state.total_steps
+        return total if total is not None and total < UNKNOWN_TOTAL else None
+
+    def _emit(self, event: TrainingEvent) -> None:
         if self._log_handle is not None:
-            self._log_handle.write(json.dumps(event) + "\n")
+            self._log_handle.write(json.dumps(event.to_log()) + "\n")
             self._log_handle.flush()
         self.on_event(event)
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from charrnn.data import pad_batch
+from charrnn.events import EvalEvent
 from charrnn.labelled import read_labelled
 from charrnn.models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
 from charrnn.tasks.classify import (
@@ -208,7 +209,7 @@ def test_pretraining_lowers_the_language_model_loss_and_keeps_the_classifier_wor
                               train=TrainConfig(max_steps=60, eval_every=30, learning_rate=1e-2),
                               pretrain=TrainConfig(max_steps=60, eval_every=20, learning_rate=1e-2),
                               run_dir=tmp_path / "run", device="cpu", precision="fp32", on_event=events.append)
-    pretraining = [e["val_loss"] for e in events if e["event"] == "eval" and "val_accuracy" not in e]
+    pretraining = [e.record["val_loss"] for e in events if isinstance(e, EvalEvent) and "val_accuracy" not in e.record]
     assert len(pretraining) == 3 and pretraining[-1] < pretraining[0] - 0.3
     assert (tmp_path / "run" / "pretrain" / "best.pt").exists()
     assert result.final_metrics["val_accuracy"] >= 0.9

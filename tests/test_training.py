@@ -10,6 +10,7 @@ import torch
 
 from charrnn.checkpoint import inference_only, load_checkpoint, save_checkpoint
 from charrnn.errors import CharrnnError, UsageError
+from charrnn.events import StepEvent
 from charrnn.models.classifier import ClassifierConfig
 from charrnn.models.language_model import LanguageModel, LanguageModelConfig
 from charrnn.models.translator import TranslatorConfig
@@ -70,7 +71,7 @@ def test_resume_after_ctrl_c_gives_the_same_losses(tiny_corpus, tmp_path):
     interrupted = tmp_path / "interrupted"
 
     def ctrl_c_at_step_13(event):
-        if event["event"] == "step" and event["step"] == 13:
+        if isinstance(event, StepEvent) and event.step == 13:
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, handled between steps
 
     train = TrainConfig(eval_every=10, warmup_steps=5, learning_rate=1e-2, max_steps=24)
@@ -277,3 +278,24 @@ def test_each_task_describes_its_own_metrics():
         "loss 0.4300, accuracy 81.71%, macro-F1 81.70%"
     assert describe_metrics("someone_elses_task", {"val_loss": 0.5}) == "loss 0.5000"
     assert describe_metrics("classifier", {}) == "no evaluation"
+
+
+def test_events_are_typed_and_the_log_keeps_their_fields(tiny_corpus, tmp_path):
+    from charrnn.events import EndEvent, EvalEvent, StartEvent
+
+    events = []
+    train = TrainConfig(time_budget=1.0, eval_every=10, warmup_steps=5, learning_rate=1e-2, weight_decay=0.1)
+    train_language_model(str(tiny_corpus), model_config=SMALL_MODEL, data=LanguageDataConfig(**SMALL_DATA), train=train,
+                         run_dir=tmp_path / "run", device="cpu", precision="fp32", on_event=events.append)
+    start, end = events[0], events[-1]
+    # A time-budget run does not know its length before it has measured its speed: None, not a magic number.
+    assert isinstance(start, StartEvent) and start.total_steps is None
+    assert isinstance(end, EndEvent) and end.reason is StopReason.TIME_BUDGET
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert steps[-1].total_steps is not None and steps[-1].step == end.step
+    assert any(isinstance(e, EvalEvent) and "val_bpc" in e.record for e in events)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in logged] == [e.kind for e in events]
+    assert logged[0]["total_steps"] is None and "settings" not in logged[0]
+    assert logged[-1] == {"event": "end", "step": end.step, "reason": "time_budget", "elapsed": end.elapsed,
+                          "best_val_loss": end.best_val_loss, "best_step": end.best_step}

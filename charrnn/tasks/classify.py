@@ -19,6 +19,7 @@ from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..devices import resolve_device
 from ..errors import UsageError
+from ..events import TrainingEvent, WarningEvent
 from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
 from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
 from ..ngrams import NgramCounts, ngram_ids
@@ -357,10 +358,10 @@ def read_training_data(data_paths: Sequence[str], data: ClassificationDataConfig
     return read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding), [str(p.resolve()) for p in paths]
 
 
-def _warn_if_imbalanced(examples: LabelledTexts, on_event: Callable[[dict], None] | None) -> None:
+def _warn_if_imbalanced(examples: LabelledTexts, on_event: Callable[[TrainingEvent], None] | None) -> None:
     message = examples.imbalance_warning()
     if message and on_event is not None:
-        on_event({"event": "warning", "message": message})
+        on_event(WarningEvent(message))
 
 
 def validation_split(payload: dict) -> LabelledTexts:
@@ -402,7 +403,7 @@ def train_classifier(
     device: str = "auto",
     precision: str = "auto",
     overwrite: bool = False,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: Callable[[TrainingEvent], None] | None = None,
     pretrain: TrainConfig | None = None,
     examples: LabelledTexts | None = None,
 ) -> TrainResult:
@@ -594,7 +595,7 @@ def cross_validate(
     run_dir: Path | None = None,
     device: str = "auto",
     precision: str = "auto",
-    on_event: Callable[[dict], None] | None = None,
+    on_event: Callable[[TrainingEvent], None] | None = None,
     on_fold: Callable[[int, ClassificationMetrics, float], None] | None = None,
     pretrain: TrainConfig | None = None,
 ) -> CrossValidation:

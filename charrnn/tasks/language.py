@@ -31,6 +31,7 @@ from ..data import (
 )
 from ..devices import autocast, resolve_device
 from ..errors import CharrnnError, UsageError
+from ..events import TrainingEvent
 from ..models.language_model import LanguageModel, LanguageModelConfig
 from ..sampling import SamplingConfig, generate
 from ..runs import PreparedRun, RunPlace, train_task
@@ -201,7 +202,7 @@ def train_language_model(
     precision: str = "auto",
     cache_dir: Path | None = None,
     overwrite: bool = False,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: Callable[[TrainingEvent], None] | None = None,
 ) -> TrainResult:
     """Train a language model on a corpus file (or '-' for stdin), or resume a run (see
     runs.train_task for what every task's training shares).

@@ -17,6 +17,7 @@ from ..data import BucketedBatches, pad_batch
 from ..decoding import beam_search, greedy_search
 from ..devices import resolve_device
 from ..errors import UsageError
+from ..events import TrainingEvent
 from ..models.translator import Translator, TranslatorConfig
 from ..normalise import as_written_sentence, learn_casing
 from ..pairs import PairSplit, read_pairs, split_pairs, with_typed_copies
@@ -233,7 +234,7 @@ def train_translator(
     device: str = "auto",
     precision: str = "auto",
     overwrite: bool = False,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: Callable[[TrainingEvent], None] | None = None,
 ) -> TrainResult:
     """Train a translator on a `source<TAB>target` file (plain or gzip), or resume a run (see
     runs.train_task for what every task's training shares)."""
