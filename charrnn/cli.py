@@ -13,6 +13,7 @@ import typer
 from . import __version__
 from .cli_support import CONTEXT, checkpoint_or_bundled, finish_training
 from .cli_classify import classify_app
+from .cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
 from .cli_translate import translate_app
 from .errors import CharrnnError, UsageError
 
@@ -50,36 +51,24 @@ def _root(
 
 
 @app.command(context_settings=CONTEXT)
+@with_options(TRAINING_OPTIONS, defaults=dict(tokenizer="char", vocab_size=2000), helps={
+    "hidden_size": "Units per recurrent layer.",
+    "embedding_size": "Token embedding width \\[default: hidden size].",
+    "dropout": "Dropout on embeddings, between layers and before the head \\[default: 0, more for runs of many epochs].",
+    "batch_size": "Parallel streams per batch \\[default: chosen from the measured speed].",
+    "lr": "Peak learning rate (AdamW) \\[default: grows with the batch].",
+    "min_lr_ratio": "Final learning rate as a fraction of the peak \\[default: 0].",
+    "warmup_steps": "Linear warm-up steps \\[default: 5% of the run].",
+    "weight_decay": "AdamW weight decay on weight matrices \\[default: 0.3 for a run of more than 6 epochs without dropout, else 0.1].",
+    "eval_every": "Evaluate every N steps \\[default: 10 times a run].",
+    "epochs": "Stop after this many passes over the training split \\[default: 10 when no other stop is given].",
+})
 def train(
     corpus: Annotated[Optional[str], typer.Argument(help="Text file to train on, or - for stdin (with --resume: the run's own corpus when left out).")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder (uses last.pt) or a checkpoint.", rich_help_panel="Run")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go \\[default: checkpoints/<corpus name>/].", rich_help_panel="Run")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in the run folder instead of refusing.", rich_help_panel="Run")] = False,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimiser steps.", rich_help_panel="Stopping")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Stop after this many passes over the training split \\[default: 10 when no other stop is given].", rich_help_panel="Stopping")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training; the schedule fits itself to the budget.", rich_help_panel="Stopping")] = None,
-    patience: Annotated[int, typer.Option(help="Stop after this many evaluations without improvement (0: never).", rich_help_panel="Stopping")] = 10,
-    cell: Annotated[str, typer.Option(help="Recurrent cell: lstm, gru or rnn.", rich_help_panel="Model")] = "lstm",
-    hidden_size: Annotated[int, typer.Option(help="Units per recurrent layer.", rich_help_panel="Model")] = 256,
-    num_layers: Annotated[int, typer.Option(help="Stacked recurrent layers.", rich_help_panel="Model")] = 2,
-    embedding_size: Annotated[Optional[int], typer.Option(help="Token embedding width \\[default: hidden size].", rich_help_panel="Model")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout on embeddings, between layers and before the head \\[default: 0, more for runs of many epochs].", rich_help_panel="Model")] = None,
-    tokenizer: Annotated[str, typer.Option(help="char (Unicode code points) or bpe (byte-level BPE).", rich_help_panel="Data")] = "char",
-    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size (with --tokenizer bpe).", rich_help_panel="Data")] = 2000,
     encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel="Data")] = "utf-8",
     val_frac: Annotated[float, typer.Option(help="Fraction at the end of the corpus held out for validation.", rich_help_panel="Data")] = 0.1,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Parallel streams per batch \\[default: chosen from the measured speed].", rich_help_panel="Optimisation")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Truncated-BPTT window length \\[default: 64].", rich_help_panel="Optimisation")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (AdamW) \\[default: grows with the batch].", rich_help_panel="Optimisation")] = None,
-    min_lr_ratio: Annotated[Optional[float], typer.Option(help="Final learning rate as a fraction of the peak \\[default: 0].", rich_help_panel="Optimisation")] = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warm-up steps \\[default: 5% of the run].", rich_help_panel="Optimisation")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay on weight matrices \\[default: 0.3 for a run of more than 6 epochs without dropout, else 0.1].", rich_help_panel="Optimisation")] = None,
-    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this.", rich_help_panel="Optimisation")] = 1.0,
-    eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N steps \\[default: 10 times a run].", rich_help_panel="Optimisation")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (weights, dropout).", rich_help_panel="Optimisation")] = 1337,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel="Hardware")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware runs it fast), fp32 or bf16.", rich_help_panel="Hardware")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    **shared,
 ):
     """Train a language model on a text file; checkpoints go to checkpoints/<corpus name>/.
 
@@ -88,24 +77,17 @@ def train(
     of the run (one line says what and why)."""
     from .console import TrainingProgress
     from .tasks.language import LanguageDataConfig, train_language_model
-    from .train import TrainConfig
 
-    if max_steps is None and epochs is None and time_budget is None and resume is None:
-        epochs = 10.0
-    train_config = TrainConfig(
-        learning_rate=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, weight_decay=weight_decay,
-        grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_budget=time_budget, eval_every=eval_every,
-        patience=patience or None, seed=seed,
-    )
-    data_config = LanguageDataConfig(batch_size=batch_size, seq_len=seq_len, val_frac=val_frac, tokenizer=tokenizer,
-                                     vocab_size=vocab_size, encoding=encoding)
-    model_config = dict(cell=cell, hidden_size=hidden_size, num_layers=num_layers, embedding_size=embedding_size, dropout=dropout)
-    progress = TrainingProgress(quiet=quiet, unit="char" if tokenizer == "char" else "tok")
+    options = TrainingOptions.take(shared)
+    data_config = LanguageDataConfig(batch_size=options.batch_size, seq_len=seq_len, val_frac=val_frac,
+                                     tokenizer=options.tokenizer, vocab_size=options.vocab_size, encoding=encoding)
+    progress = TrainingProgress(quiet=options.quiet, unit="char" if options.tokenizer == "char" else "tok")
     result = train_language_model(
-        corpus, model_config=model_config, data=data_config, train=train_config, run_dir=run_dir, resume=resume,
-        device=device, precision=precision, overwrite=overwrite, on_event=progress,
+        corpus, model_config=options.model_options(), data=data_config, train=options.train_config(default_epochs=10.0),
+        run_dir=options.run_dir, resume=options.resume, device=options.device, precision=options.precision,
+        overwrite=options.overwrite, on_event=progress,
     )
-    finish_training(result, quiet=quiet, command="charrnn train")
+    finish_training(result, quiet=options.quiet, command="charrnn train")
 
 
 # -- sample ------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
+from .cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
 from .errors import UsageError
 
 BUNDLED = "sentiment.pt"
@@ -28,60 +29,55 @@ classify_app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# The options `train` and `cv` share, declared once.
+# The options `train` and `cv` share beyond every training command's (cli_options.TRAINING_OPTIONS),
+# declared once; with the defaults measured on rt-polarity folds (README, "How the defaults were chosen").
 DataFiles = Annotated[list[str], typer.Argument(help="A text<TAB>label file, or one file per class (the label is the file's name).")]
-MaxSteps = Annotated[Optional[int], typer.Option(rich_help_panel="Stopping", help="Stop after this many steps.")]
-Epochs = Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many epochs \\[default: 20 when no other stop is given].")]
-TimeBudget = Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many seconds of training.")]
-Patience = Annotated[int, typer.Option(rich_help_panel="Stopping", help="Evaluations without improvement before stopping (0: never).")]
-SkipBad = Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines instead of stopping.")]
-Normalise = Annotated[bool, typer.Option("--normalise/--no-normalise", rich_help_panel="Data", help="Lower-case texts and split punctuation off, in training and in use (rt-polarity's form), so casing and punctuation do not change a label.")]
-Encoding = Annotated[str, typer.Option(rich_help_panel="Data", help="Text encoding of the data files.")]
-Tokenizer = Annotated[str, typer.Option(rich_help_panel="Data", help="char or bpe (byte-level BPE subwords).")]
-VocabSize = Annotated[int, typer.Option(rich_help_panel="Data", help="BPE vocabulary size.")]
-ValFrac = Annotated[float, typer.Option(rich_help_panel="Data", help="Fraction of each class held out for early stopping.")]
-MaxTokens = Annotated[int, typer.Option(rich_help_panel="Data", help="Cut texts longer than this many tokens.")]
-Cell = Annotated[str, typer.Option(rich_help_panel="Model", help="lstm, gru or rnn.")]
-EmbeddingSize = Annotated[int, typer.Option(rich_help_panel="Model", help="Token embedding width.")]
-HiddenSize = Annotated[int, typer.Option(rich_help_panel="Model", help="Units per direction of each recurrent layer.")]
-NumLayers = Annotated[int, typer.Option(rich_help_panel="Model", help="Stacked bidirectional layers.")]
-Pooling = Annotated[str, typer.Option(rich_help_panel="Model", help="max, mean or attention over the positions.")]
-Dropout = Annotated[float, typer.Option(rich_help_panel="Model", help="Dropout on embeddings, between layers and before the head.")]
-NgramBuckets = Annotated[int, typer.Option(rich_help_panel="Model", help="Hash buckets of the naive Bayes channel over word n-grams, added to the recurrent part's logits (the default keeps the whole 32-bit hash); 0: no such channel.")]
-NgramOrder = Annotated[int, typer.Option(rich_help_panel="Model", help="Longest word n-gram of the naive Bayes channel.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel="Optimisation", help="Texts per batch.")]
-LearningRate = Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Peak learning rate (AdamW).")]
-WarmupSteps = Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Linear warm-up steps.")]
-WeightDecay = Annotated[float, typer.Option(rich_help_panel="Optimisation", help="AdamW weight decay on weight matrices.")]
-EvalEvery = Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Evaluate on the validation split every N steps.")]
-Seed = Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Random seed.")]
-PretrainEpochs = Annotated[float, typer.Option(rich_help_panel="Pretraining", help="Epochs of language-model pretraining of the encoder (both directions) on the training texts, before it learns the labels; 0: none.")]
-PretrainLr = Annotated[float, typer.Option(rich_help_panel="Pretraining", help="Peak learning rate of the pretraining.")]
+CLASSIFIER_OPTIONS = {
+    "skip_bad": (bool, False, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines instead of stopping.")),
+    "normalise": (bool, True, typer.Option("--normalise/--no-normalise", rich_help_panel="Data", help="Lower-case texts and split punctuation off, in training and in use (rt-polarity's form), so casing and punctuation do not change a label.")),
+    "encoding": (str, "utf-8", typer.Option(rich_help_panel="Data", help="Text encoding of the data files.")),
+    "val_frac": (float, 0.1, typer.Option(rich_help_panel="Data", help="Fraction of each class held out for early stopping.")),
+    "max_tokens": (int, 400, typer.Option(rich_help_panel="Data", help="Cut texts longer than this many tokens.")),
+    "pooling": (str, "max", typer.Option(rich_help_panel="Model", help="max, mean or attention over the positions.")),
+    "ngram_buckets": (int, NGRAM_BUCKETS, typer.Option(rich_help_panel="Model", help="Hash buckets of the naive Bayes channel over word n-grams, added to the recurrent part's logits (the default keeps the whole 32-bit hash); 0: no such channel.")),
+    "ngram_order": (int, 2, typer.Option(rich_help_panel="Model", help="Longest word n-gram of the naive Bayes channel.")),
+    "pretrain_epochs": (float, 0.0, typer.Option(rich_help_panel="Pretraining", help="Epochs of language-model pretraining of the encoder (both directions) on the training texts, before it learns the labels; 0: none.")),
+    "pretrain_lr": (float, 3e-3, typer.Option(rich_help_panel="Pretraining", help="Peak learning rate of the pretraining.")),
+}
+# Options of the commands that use a model (classify, eval).
 Device = Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, cpu, cuda or mps.")]
-Precision = Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, fp32 or bf16.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip malformed lines instead of stopping.")]
+Encoding = Annotated[str, typer.Option(help="Text encoding of the data files.")]
+CLASSIFIER_DEFAULTS = dict(cell="lstm", hidden_size=128, num_layers=1, embedding_size=128, dropout=0.5, tokenizer="bpe",
+                           vocab_size=8000, batch_size=64, lr=LEARNING_RATE, warmup_steps=50, weight_decay=0.1,
+                           eval_every=100, patience=PATIENCE)
+CLASSIFIER_HELPS = {
+    "hidden_size": "Units per direction of each (bidirectional) recurrent layer.",
+    "num_layers": "Stacked bidirectional layers.",
+    "batch_size": "Texts per batch.",
+    "epochs": "Stop after this many epochs \\[default: 20 when no other stop is given].",
+}
 
 
-def _configs(*, max_steps, epochs, time_budget, patience, skip_bad, normalise, encoding, tokenizer, vocab_size, val_frac, max_tokens,
-             cell, embedding_size, hidden_size, num_layers, pooling, dropout, ngram_buckets, ngram_order, batch_size, lr,
-             warmup_steps, weight_decay, eval_every, seed, pretrain_epochs, pretrain_lr):
+def _configs(options: TrainingOptions, own: dict):
     """(model_config, data config, train config, pretraining config or None) from the shared
-    options; the configs check them."""
+    options and the classifier's own (CLASSIFIER_OPTIONS); the configs check them."""
     from .tasks.classify import ClassificationDataConfig
     from .train import TrainConfig
 
-    if pretrain_epochs < 0:
-        raise UsageError(f"--pretrain-epochs must be 0 or more, not {pretrain_epochs}")
+    if own["pretrain_epochs"] < 0:
+        raise UsageError(f"--pretrain-epochs must be 0 or more, not {own['pretrain_epochs']}")
+    train = options.train_config(default_epochs=DEFAULT_EPOCHS)
     pretrain = None
-    if pretrain_epochs:
-        pretrain = TrainConfig(learning_rate=pretrain_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                               epochs=pretrain_epochs, eval_every=eval_every, patience=patience or None, seed=seed)
-    train = TrainConfig(learning_rate=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, max_steps=max_steps,
-                        epochs=epochs, time_budget=time_budget, eval_every=eval_every, patience=patience or None, seed=seed)
-    data = ClassificationDataConfig(tokenizer=tokenizer, vocab_size=vocab_size, batch_size=batch_size, val_frac=val_frac,
-                                    max_tokens=max_tokens, encoding=encoding, skip_bad=skip_bad, normalise=normalise)
-    model_config = dict(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers,
-                        pooling=pooling, dropout=dropout, ngram_buckets=ngram_buckets, ngram_order=ngram_order)
+    if own["pretrain_epochs"]:
+        pretrain = TrainConfig(learning_rate=own["pretrain_lr"], warmup_steps=options.warmup_steps,
+                               weight_decay=options.weight_decay, epochs=own["pretrain_epochs"],
+                               eval_every=options.eval_every, patience=train.patience, seed=options.seed)
+    data = ClassificationDataConfig(tokenizer=options.tokenizer, vocab_size=options.vocab_size,
+                                    batch_size=options.batch_size, val_frac=own["val_frac"], max_tokens=own["max_tokens"],
+                                    encoding=own["encoding"], skip_bad=own["skip_bad"], normalise=own["normalise"])
+    model_config = dict(options.model_options(), pooling=own["pooling"], ngram_buckets=own["ngram_buckets"],
+                        ngram_order=own["ngram_order"])
     return model_config, data, train, pretrain
 
 
@@ -113,61 +109,22 @@ def classify_text(
 
 
 @classify_app.command("train", context_settings=CONTEXT)
+@with_options(TRAINING_OPTIONS, CLASSIFIER_OPTIONS, defaults=CLASSIFIER_DEFAULTS, helps=CLASSIFIER_HELPS)
 def classify_train(
     data_files: Annotated[Optional[list[str]], typer.Argument(help="A text<TAB>label file, or one file per class (the label is the file's name); with --resume, the run's own when left out.")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder or a checkpoint.", rich_help_panel="Run")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go \\[default: checkpoints/<data name>/].", rich_help_panel="Run")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in the run folder.", rich_help_panel="Run")] = False,
-    max_steps: MaxSteps = None,
-    epochs: Epochs = None,
-    time_budget: TimeBudget = None,
-    patience: Patience = PATIENCE,
-    skip_bad: SkipBad = False,
-    normalise: Normalise = True,
-    encoding: Encoding = "utf-8",
-    tokenizer: Tokenizer = "bpe",
-    vocab_size: VocabSize = 8000,
-    val_frac: ValFrac = 0.1,
-    max_tokens: MaxTokens = 400,
-    cell: Cell = "lstm",
-    embedding_size: EmbeddingSize = 128,
-    hidden_size: HiddenSize = 128,
-    num_layers: NumLayers = 1,
-    pooling: Pooling = "max",
-    dropout: Dropout = 0.5,
-    ngram_buckets: NgramBuckets = NGRAM_BUCKETS,
-    ngram_order: NgramOrder = 2,
-    batch_size: BatchSize = 64,
-    lr: LearningRate = LEARNING_RATE,
-    warmup_steps: WarmupSteps = 50,
-    weight_decay: WeightDecay = 0.1,
-    eval_every: EvalEvery = 100,
-    seed: Seed = 1337,
-    pretrain_epochs: PretrainEpochs = 0.0,
-    pretrain_lr: PretrainLr = 3e-3,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    quiet: Quiet = False,
+    **shared,
 ):
     """Train a classifier on labelled texts; checkpoints go to checkpoints/<data name>/."""
     from .console import TrainingProgress
     from .tasks.classify import train_classifier
 
-    if max_steps is None and epochs is None and time_budget is None and resume is None:
-        epochs = DEFAULT_EPOCHS
-    model_config, data, train, pretrain = _configs(
-        max_steps=max_steps, epochs=epochs, time_budget=time_budget,
-        patience=patience, skip_bad=skip_bad, normalise=normalise, encoding=encoding, tokenizer=tokenizer, vocab_size=vocab_size,
-        val_frac=val_frac, max_tokens=max_tokens, cell=cell, embedding_size=embedding_size, hidden_size=hidden_size,
-        num_layers=num_layers, pooling=pooling, dropout=dropout, ngram_buckets=ngram_buckets, ngram_order=ngram_order,
-        batch_size=batch_size, lr=lr,
-        warmup_steps=warmup_steps, weight_decay=weight_decay, eval_every=eval_every, seed=seed,
-        pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr)
-    progress = TrainingProgress(quiet=quiet, unit="tok")
-    result = train_classifier(data_files, model_config=model_config, data=data, train=train, run_dir=run_dir,
-                              resume=resume, device=device, precision=precision, overwrite=overwrite, on_event=progress,
-                              pretrain=pretrain)
-    finish_training(result, quiet=quiet, command="charrnn classify train")
+    options = TrainingOptions.take(shared)
+    model_config, data, train, pretrain = _configs(options, shared)
+    progress = TrainingProgress(quiet=options.quiet, unit="tok")
+    result = train_classifier(data_files, model_config=model_config, data=data, train=train, run_dir=options.run_dir,
+                              resume=options.resume, device=options.device, precision=options.precision,
+                              overwrite=options.overwrite, on_event=progress, pretrain=pretrain)
+    finish_training(result, quiet=options.quiet, command="charrnn classify train")
 
 
 @classify_app.command("eval", context_settings=CONTEXT)
@@ -204,54 +161,21 @@ def classify_eval(
 
 
 @classify_app.command("cv", context_settings=CONTEXT)
+@with_options(TRAINING_OPTIONS, CLASSIFIER_OPTIONS, defaults=CLASSIFIER_DEFAULTS, omit=("resume", "overwrite"),
+              helps={**CLASSIFIER_HELPS, "run_dir": "Keep the fold models in RUN_DIR/fold-N \\[default: a temporary folder]."})
 def classify_cv(
     data_files: DataFiles,
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Keep the fold models in RUN_DIR/fold-N \\[default: a temporary folder].")] = None,
-    max_steps: MaxSteps = None,
-    epochs: Epochs = None,
-    time_budget: TimeBudget = None,
-    patience: Patience = PATIENCE,
-    skip_bad: SkipBad = False,
-    normalise: Normalise = True,
-    encoding: Encoding = "utf-8",
-    tokenizer: Tokenizer = "bpe",
-    vocab_size: VocabSize = 8000,
-    val_frac: ValFrac = 0.1,
-    max_tokens: MaxTokens = 400,
-    cell: Cell = "lstm",
-    embedding_size: EmbeddingSize = 128,
-    hidden_size: HiddenSize = 128,
-    num_layers: NumLayers = 1,
-    pooling: Pooling = "max",
-    dropout: Dropout = 0.5,
-    ngram_buckets: NgramBuckets = NGRAM_BUCKETS,
-    ngram_order: NgramOrder = 2,
-    batch_size: BatchSize = 64,
-    lr: LearningRate = LEARNING_RATE,
-    warmup_steps: WarmupSteps = 50,
-    weight_decay: WeightDecay = 0.1,
-    eval_every: EvalEvery = 100,
-    seed: Seed = 1337,
-    pretrain_epochs: PretrainEpochs = 0.0,
-    pretrain_lr: PretrainLr = 3e-3,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    quiet: Quiet = False,
+    **shared,
 ):
     """k-fold cross-validation: train on k-1 folds, score on the held-out one, for every fold;
     the mean and spread of accuracy and macro-F1 on stdout."""
     from .console import print_warnings, stderr_console
     from .tasks.classify import CrossValidation, cross_validate
 
-    if max_steps is None and epochs is None and time_budget is None:
-        epochs = DEFAULT_EPOCHS
-    model_config, data, train, pretrain = _configs(
-        max_steps=max_steps, epochs=epochs, time_budget=time_budget, patience=patience, skip_bad=skip_bad,
-        normalise=normalise, encoding=encoding, tokenizer=tokenizer, vocab_size=vocab_size, val_frac=val_frac, max_tokens=max_tokens,
-        cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers, pooling=pooling,
-        dropout=dropout, ngram_buckets=ngram_buckets, ngram_order=ngram_order, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-        eval_every=eval_every, seed=seed, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr)
+    options = TrainingOptions.take(shared)
+    model_config, data, train, pretrain = _configs(options, shared)
+    quiet, run_dir, device, precision = options.quiet, options.run_dir, options.device, options.precision
 
     def report(k, metrics, seconds):
         if not quiet:

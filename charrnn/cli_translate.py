@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
+from .cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
 from .errors import UsageError
 
 BUNDLED = "spa-eng.pt"
@@ -76,61 +77,50 @@ def translate_text(
 
 
 @translate_app.command("train", context_settings=CONTEXT)
+@with_options(TRAINING_OPTIONS, defaults=dict(
+    cell="gru", hidden_size=256, num_layers=2, embedding_size=256, dropout=0.2, tokenizer="bpe", vocab_size=8000,
+    batch_size=64, lr=2e-3, min_lr_ratio=0.1, warmup_steps=200, weight_decay=0.1, eval_every=500,
+), helps={
+    "hidden_size": "Decoder width; each encoder direction has half, so the two join to it.",
+    "num_layers": "Encoder and decoder layers (see --encoder-layers, --decoder-layers).",
+    "batch_size": "Sentence pairs per batch.",
+    "eval_every": "Evaluate on the dev pairs every N steps.",
+    "epochs": "Stop after this many passes over the training pairs \\[default: 10 when no other stop is given].",
+})
 def translate_train(
     pairs: Annotated[Optional[str], typer.Argument(help="source<TAB>target lines, plain or gzip (with --resume: the run's own when left out).")] = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue a run exactly: its folder or a checkpoint.", rich_help_panel="Run")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", "-o", help="Where best.pt, last.pt and log.jsonl go \\[default: checkpoints/<pairs name>/].", rich_help_panel="Run")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier run in the run folder.", rich_help_panel="Run")] = False,
-    max_steps: Annotated[Optional[int], typer.Option(rich_help_panel="Stopping", help="Stop after this many steps.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many epochs \\[default: 10 when no other stop is given].")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(rich_help_panel="Stopping", help="Stop after this many seconds of training.")] = None,
-    patience: Annotated[int, typer.Option(rich_help_panel="Stopping", help="Evaluations without improvement before stopping (0: never).")] = 10,
     reverse: Annotated[bool, typer.Option("--reverse", rich_help_panel="Data", help="Swap the direction (target to source).")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines instead of stopping.")] = False,
-    tokenizer: Annotated[str, typer.Option(rich_help_panel="Data", help="bpe (byte-level BPE subwords; measured best) or char.")] = "bpe",
-    vocab_size: Annotated[int, typer.Option(rich_help_panel="Data", help="BPE vocabulary size.")] = 8000,
     shared_vocab: Annotated[bool, typer.Option("--shared-vocab", rich_help_panel="Data", help="One vocabulary for both sides.")] = False,
     test_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Held-out test pairs (split by source sentence).")] = 2000,
     dev_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Dev pairs for early stopping.")] = 2000,
     max_tokens: Annotated[int, typer.Option(rich_help_panel="Data", help="Leave out training pairs longer than this.")] = 120,
     typed_copies: Annotated[float, typer.Option(rich_help_panel="Data", help="Share of the training pairs also given with the source as people type it (lower-case, no final punctuation).")] = 0.0,
-    cell: Annotated[str, typer.Option(rich_help_panel="Model", help="gru, lstm or rnn.")] = "gru",
     attention: Annotated[str, typer.Option(rich_help_panel="Model", help="additive (measured best), multiplicative or none.")] = "additive",
-    embedding_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Token embedding width.")] = 256,
-    hidden_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Decoder width (each encoder direction has half).")] = 256,
-    encoder_layers: Annotated[int, typer.Option(rich_help_panel="Model", help="Encoder layers.")] = 2,
-    decoder_layers: Annotated[int, typer.Option(rich_help_panel="Model", help="Decoder layers.")] = 2,
-    dropout: Annotated[float, typer.Option(rich_help_panel="Model", help="Dropout.")] = 0.2,
+    encoder_layers: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Encoder layers \\[default: --num-layers].")] = None,
+    decoder_layers: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Decoder layers \\[default: --num-layers].")] = None,
     tie_embeddings: Annotated[bool, typer.Option("--tie-embeddings/--no-tie-embeddings", rich_help_panel="Model", help="The output layer shares the target embedding matrix (needs --embedding-size equal to --hidden-size).")] = False,
     label_smoothing: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Label smoothing of the training loss.")] = 0.1,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel="Optimisation", help="Sentence pairs per batch.")] = 64,
-    lr: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Peak learning rate.")] = 2e-3,
-    warmup_steps: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Warm-up steps.")] = 200,
-    eval_every: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Evaluate on the dev split every N steps.")] = 500,
-    seed: Annotated[int, typer.Option(rich_help_panel="Optimisation", help="Random seed.")] = 1337,
-    device: Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, cpu, cuda or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, fp32 or bf16.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    **shared,
 ):
     """Train a translator on sentence pairs; checkpoints go to checkpoints/<pairs name>/."""
     from .console import TrainingProgress
     from .tasks.translate import TranslationDataConfig, train_translator
-    from .train import TrainConfig
 
-    if max_steps is None and epochs is None and time_budget is None and resume is None:
-        epochs = 10.0
-    train = TrainConfig(learning_rate=lr, warmup_steps=warmup_steps, max_steps=max_steps, epochs=epochs,
-                        time_budget=time_budget, eval_every=eval_every, patience=patience or None, seed=seed)
-    data = TranslationDataConfig(tokenizer=tokenizer, vocab_size=vocab_size, shared_vocab=shared_vocab, batch_size=batch_size,
-                                 max_tokens=max_tokens, test_size=test_size, dev_size=dev_size, reverse=reverse, skip_bad=skip_bad,
-                                 typed_copies=typed_copies)
-    model_config = dict(cell=cell, attention=attention, embedding_size=embedding_size, hidden_size=hidden_size,
-                        encoder_layers=encoder_layers, decoder_layers=decoder_layers, dropout=dropout,
-                        tie_embeddings=tie_embeddings, label_smoothing=label_smoothing)
-    progress = TrainingProgress(quiet=quiet, unit="tok")
-    result = train_translator(pairs, model_config=model_config, data=data, train=train, run_dir=run_dir, resume=resume,
-                              device=device, precision=precision, overwrite=overwrite, on_event=progress)
-    finish_training(result, quiet=quiet, command="charrnn translate train")
+    options = TrainingOptions.take(shared)
+    data = TranslationDataConfig(tokenizer=options.tokenizer, vocab_size=options.vocab_size, shared_vocab=shared_vocab,
+                                 batch_size=options.batch_size, max_tokens=max_tokens, test_size=test_size,
+                                 dev_size=dev_size, reverse=reverse, skip_bad=skip_bad, typed_copies=typed_copies)
+    model = options.model_options()
+    layers = model.pop("num_layers")
+    model_config = dict(model, attention=attention, encoder_layers=encoder_layers or layers,
+                        decoder_layers=decoder_layers or layers, tie_embeddings=tie_embeddings,
+                        label_smoothing=label_smoothing)
+    progress = TrainingProgress(quiet=options.quiet, unit="tok")
+    result = train_translator(pairs, model_config=model_config, data=data, train=options.train_config(default_epochs=10.0),
+                              run_dir=options.run_dir, resume=options.resume, device=options.device,
+                              precision=options.precision, overwrite=options.overwrite, on_event=progress)
+    finish_training(result, quiet=options.quiet, command="charrnn translate train")
 
 
 @translate_app.command("eval", context_settings=CONTEXT)

@@ -275,3 +275,25 @@ def test_every_training_command_ends_the_same_way(tmp_path, capsys):
     assert f"checkpoints: {tmp_path}/last.pt;" in summary and "best.pt" not in summary
     with pytest.raises(CharrnnError, match="diverged"):
         finish_training(ended("diverged"), quiet=True, command="charrnn translate train")
+
+
+def test_every_training_command_takes_the_shared_options():
+    import click
+    import typer
+
+    from charrnn.cli import app
+    from charrnn.cli_options import TRAINING_OPTIONS
+
+    root = typer.main.get_command(app)
+    context = click.Context(root)
+    commands = {"train": root.get_command(context, "train")}
+    for group in ("translate", "classify"):
+        for name in ("train", "cv"):
+            command = root.get_command(context, group).get_command(context, name)
+            if command is not None:
+                commands[f"{group} {name}"] = command
+    assert set(commands) == {"train", "translate train", "classify train", "classify cv"}
+    for name, command in commands.items():
+        options = {param.name for param in command.params}
+        expected = set(TRAINING_OPTIONS) - ({"resume", "overwrite"} if name == "classify cv" else set())
+        assert expected <= options, (name, expected - options)

@@ -18,10 +18,18 @@ def trained(tmp_path_factory):
     (root / "pairs.tsv").write_text("".join(f"{w}\t{w.upper()}\n" for w in words))
     proc = run("translate", "train", "pairs.tsv", "--max-steps", "400", "--eval-every", "200", "-b", "32",
                "--test-size", "100", "--dev-size", "100", "--embedding-size", "32", "--hidden-size", "64",
-               "--encoder-layers", "1", "--decoder-layers", "1", "--dropout", "0", "--lr", "5e-3", "--warmup-steps", "20",
+               "--num-layers", "1", "--dropout", "0", "--weight-decay", "0.05", "--lr", "5e-3", "--warmup-steps", "20",
                "--tokenizer", "char", "--attention", "multiplicative", "--precision", "fp32", "-q", cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
     return root
+
+
+def test_the_shared_options_reach_the_translator(trained):
+    from charrnn.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(trained / "checkpoints" / "pairs")
+    assert payload["model_config"]["encoder_layers"] == payload["model_config"]["decoder_layers"] == 1  # --num-layers
+    assert payload["train_config"]["weight_decay"] == 0.05
 
 
 def test_translate_arguments_and_stdin(trained):

@@ -392,23 +392,13 @@ def default_run_dir(data_paths: Sequence[str]) -> Path:
     return Path("checkpoints") / (Path(data_paths[0]).name.split(".")[0] or "classifier")
 
 
-def train_classifier(
-    data_paths: Sequence[str] | None,
-    *,
-    model_config: dict | None = None,
-    data: ClassificationDataConfig | None = None,
-    train: TrainConfig | None = None,
-    run_dir: Path | None = None,
-    resume: str | Path | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    overwrite: bool = False,
-    on_event: Callable[[TrainingEvent], None] | None = None,
-    pretrain: TrainConfig | None = None,
-    examples: LabelledTexts | None = None,
-) -> TrainResult:
+def train_classifier(data_paths: Sequence[str] | None, *, model_config: dict | None = None,
+                     data: ClassificationDataConfig | None = None, pretrain: TrainConfig | None = None,
+                     examples: LabelledTexts | None = None, **run) -> TrainResult:
     """Train a classifier on labelled data files (one `text<TAB>label` file, or one file per
-    class), holding out a stratified validation split for early stopping; or resume a run.
+    class), holding out a stratified validation split for early stopping; or resume a run. run:
+    the options of runs.train_task, which every task's training shares (train, run_dir, resume,
+    device, precision, overwrite, on_event).
 
     pretrain, when given, first trains the encoder as a language model on the training texts
     (see pretrain_encoder; its run goes to run_dir/pretrain). examples, when given, are the
@@ -416,8 +406,7 @@ def train_classifier(
     checkpoint): cross-validation trains on one fold's share this way.
     """
     recipe = ClassifierRecipe(data_paths, model_config or {}, data or ClassificationDataConfig(), pretrain, examples)
-    return train_task(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
-                      overwrite=overwrite, on_event=on_event)
+    return train_task(recipe, **run)
 
 
 @dataclass

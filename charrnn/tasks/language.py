@@ -190,22 +190,11 @@ def prepare_corpus(corpus: str, data: LanguageDataConfig, run_dir: Path, *, voca
     return vocab, token_file.open(), path
 
 
-def train_language_model(
-    corpus: str | None,
-    *,
-    model_config: dict | None = None,
-    data: LanguageDataConfig | None = None,
-    train: TrainConfig | None = None,
-    run_dir: Path | None = None,
-    resume: str | Path | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    cache_dir: Path | None = None,
-    overwrite: bool = False,
-    on_event: Callable[[TrainingEvent], None] | None = None,
-) -> TrainResult:
-    """Train a language model on a corpus file (or '-' for stdin), or resume a run (see
-    runs.train_task for what every task's training shares).
+def train_language_model(corpus: str | None, *, model_config: dict | None = None, data: LanguageDataConfig | None = None,
+                         cache_dir: Path | None = None, **run) -> TrainResult:
+    """Train a language model on a corpus file (or '-' for stdin), or resume a run. run: the
+    options of runs.train_task, which every task's training shares (train, run_dir, resume,
+    device, precision, overwrite, on_event).
 
     model_config holds LanguageModelConfig fields except vocab_size. The batch shape, learning
     rate, warm-up and evaluation cadence left unset (None) are chosen from the measured cost of a
@@ -215,8 +204,7 @@ def train_language_model(
     may be None to read the run's own corpus.
     """
     recipe = LanguageModelRecipe(corpus, model_config or {}, data or LanguageDataConfig(), cache_dir)
-    return train_task(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
-                      overwrite=overwrite, on_event=on_event)
+    return train_task(recipe, **run)
 
 
 @dataclass

@@ -223,24 +223,13 @@ def sources_are_written(sources: Sequence[str]) -> bool:
     return written >= WRITTEN_SHARE * max(1, len(sources))
 
 
-def train_translator(
-    pairs_path: str | None,
-    *,
-    model_config: dict | None = None,
-    data: TranslationDataConfig | None = None,
-    train: TrainConfig | None = None,
-    run_dir: Path | None = None,
-    resume: str | Path | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    overwrite: bool = False,
-    on_event: Callable[[TrainingEvent], None] | None = None,
-) -> TrainResult:
-    """Train a translator on a `source<TAB>target` file (plain or gzip), or resume a run (see
-    runs.train_task for what every task's training shares)."""
+def train_translator(pairs_path: str | None, *, model_config: dict | None = None,
+                     data: TranslationDataConfig | None = None, **run) -> TrainResult:
+    """Train a translator on a `source<TAB>target` file (plain or gzip), or resume a run. run: the
+    options of runs.train_task, which every task's training shares (train, run_dir, resume,
+    device, precision, overwrite, on_event)."""
     recipe = TranslatorRecipe(pairs_path, model_config or {}, data or TranslationDataConfig())
-    return train_task(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
-                      overwrite=overwrite, on_event=on_event)
+    return train_task(recipe, **run)
 
 
 @dataclass
