@@ -13,7 +13,9 @@ import torch
 from .errors import CharrnnError
 
 FORMAT = "charrnn"
-FORMAT_VERSION = 1
+# Version 2 keeps every buffer a model owns in its state dict; version 1 kept the classifier's
+# n-gram counts apart, under "ngram_counts" (upgraded on loading, see _upgraded).
+FORMAT_VERSION = 2
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
@@ -87,6 +89,17 @@ def load_checkpoint(path: str | Path, *, task: str | None = None) -> dict:
         raise CharrnnError(f"checkpoint {path} has format version {version}; this charrnn reads up to {FORMAT_VERSION}, so upgrade charrnn")
     if task is not None and payload.get("task") != task:
         raise CharrnnError(f"checkpoint {path} is a {payload.get('task')} model, not a {task} model")
+    return _upgraded(payload)
+
+
+def _upgraded(payload: dict) -> dict:
+    """A payload of an older format version as the current version writes it."""
+    if payload["format_version"] < 2:
+        counts = payload.pop("ngram_counts", None)
+        if counts is not None:
+            payload["model_state"] = {**payload["model_state"], "counted_buckets": counts["buckets"],
+                                      "ngram_counts": counts["counts"]}
+        payload["format_version"] = 2
     return payload
 
 

@@ -48,11 +48,3 @@ class NgramCounts:
         counts = torch.zeros(len(buckets), num_classes)
         counts.index_put_((position, classes), torch.ones(len(ids)), accumulate=True)
         return cls(buckets, counts)
-
-    def to_dict(self) -> dict[str, torch.Tensor]:
-        """For a checkpoint: int64 buckets (a 32-bit hash overflows int32), int32 counts."""
-        return {"buckets": self.buckets.cpu(), "counts": self.counts.to(torch.int32).cpu()}
-
-    @classmethod
-    def from_dict(cls, stored: dict[str, torch.Tensor]) -> NgramCounts:
-        return cls(stored["buckets"].long(), stored["counts"].float())

@@ -50,9 +50,13 @@ def test_counts_keep_only_the_buckets_that_occur_and_survive_a_checkpoint(tmp_pa
     counts = NgramCounts.of([[3, big], [3], [0, 3]], [0, 1, 1], num_classes=2)
     assert counts.buckets.tolist() == [0, 3, big]
     assert counts.counts.tolist() == [[0, 1], [1, 2], [1, 0]]
-    torch.save(counts.to_dict(), tmp_path / "counts.pt")
-    back = NgramCounts.from_dict(torch.load(tmp_path / "counts.pt"))
-    assert back.buckets.tolist() == [0, 3, big] and torch.equal(back.counts, counts.counts)
+    model = small_model(ngram_buckets=2**32)
+    model.set_ngram_counts(counts)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    back = small_model(ngram_buckets=2**32)  # no counts yet: loading gives it the stored ones, of their length
+    back.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    assert back.counted_buckets.tolist() == [0, 3, big] and back.ngram_counts.tolist() == counts.counts.tolist()
+    assert back.ngram_totals.tolist() == [2.0, 3.0]
 
 
 def test_counts_of_buckets_never_counted_are_zero():
@@ -117,7 +121,8 @@ def test_counts_round_trip_through_checkpoint_and_half_export(tmp_path):
                      train=TrainConfig(max_steps=20, eval_every=10), run_dir=tmp_path / "run", device="cpu",
                      precision="fp32")
     payload = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert not any(key.startswith("ngram_counts") for key in payload["model_state"])  # stored apart, sparsely
+    counts = payload["model_state"]["ngram_counts"]  # in the state dict, sparsely: the n-grams seen
+    assert counts.dtype == torch.int32 and 0 < len(counts) < 2**16
     save_checkpoint(inference_only(payload, half=True), tmp_path / "half.pt")
     lines = ["a wonderful film", "dull"]
     full = classify(*load_classifier(tmp_path / "run" / "best.pt", device="cpu")[:3], lines)
@@ -175,3 +180,19 @@ def test_validation_texts_are_judged_as_unseen(tmp_path):
     validation = validation_split(payload)
     assert evaluate_classifier(model, vocab, label_names, validation, counted=True).accuracy < 0.7
     assert evaluate_classifier(model, vocab, label_names, validation).accuracy > 0.9  # what counting them would give
+
+
+def test_a_version_1_checkpoint_with_its_counts_apart_still_loads(tmp_path):
+    # Version 1 kept the counts outside the state dict, under "ngram_counts"; the bundled
+    # sentiment.pt of early 2026-11 was such a file.
+    model = small_model(ngram_buckets=2**32)
+    model.set_ngram_counts(NgramCounts.of([[5, 2**31 + 7], [5]], [0, 1], num_classes=2))
+    state = {k: v for k, v in model.state_dict().items() if k not in ("counted_buckets", "ngram_counts")}
+    old = {"format": "charrnn", "format_version": 1, "task": "classifier", "model_state": state,
+           "ngram_counts": {"buckets": model.counted_buckets, "counts": model.ngram_counts}}
+    torch.save(old, tmp_path / "v1.pt")
+    payload = load_checkpoint(tmp_path / "v1.pt")
+    assert payload["format_version"] == 2 and "ngram_counts" not in payload
+    back = small_model(ngram_buckets=2**32)
+    back.load_state_dict(payload["model_state"])
+    assert back.counted_buckets.tolist() == [5, 2**31 + 7] and back.ngram_totals.tolist() == [2.0, 1.0]

@@ -90,11 +90,12 @@ class Classifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, config.num_classes)
         if config.ngram_buckets:
-            # Counts of the labelled texts, not weights: a checkpoint stores them apart (see
-            # tasks/classify.py), so they are not part of the state dict. Only the buckets that
-            # occur are kept, sorted (set_ngram_counts); until then there are none.
-            self.register_buffer("counted_buckets", torch.zeros(0, dtype=torch.long), persistent=False)
-            self.register_buffer("ngram_counts", torch.zeros(0, config.num_classes), persistent=False)
+            # Counts of the labelled texts, not weights, saved with them: only the buckets that
+            # occur, sorted (set_ngram_counts; until then there are none), int64 ids (a 32-bit
+            # hash overflows int32) and int32 counts, which a half-precision export leaves exact.
+            # Their length is the number of n-grams seen (see _load_from_state_dict).
+            self.register_buffer("counted_buckets", torch.zeros(0, dtype=torch.long))
+            self.register_buffer("ngram_counts", torch.zeros(0, config.num_classes, dtype=torch.int32))
             self.register_buffer("ngram_totals", torch.zeros(config.num_classes), persistent=False)  # per class
             # The mixing weights are fitted, not trained; they are saved with the weights.
             self.register_buffer("recurrent_weight", torch.ones(()))
@@ -104,8 +105,19 @@ class Classifier(nn.Module):
         """The labelled texts' n-gram counts (see ngrams.NgramCounts), kept on the model's device."""
         device = self.ngram_totals.device
         self.counted_buckets = counts.buckets.to(device)
-        self.ngram_counts = counts.counts.to(device)
-        self.ngram_totals = self.ngram_counts.sum(dim=0)
+        self.ngram_counts = counts.counts.to(device, torch.int32)
+        self.ngram_totals = self.ngram_counts.sum(dim=0).float()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The counts are as long as the n-grams seen: take the stored length before loading them.
+        if self.config.ngram_buckets:
+            for name in ("counted_buckets", "ngram_counts"):
+                stored = state_dict.get(prefix + name)
+                if stored is not None:
+                    setattr(self, name, torch.empty_like(stored, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.config.ngram_buckets:
+            self.ngram_totals = self.ngram_counts.sum(dim=0).float()
 
     def counts_of(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (...) bucket ids -> (..., C) their counts; a bucket never counted has none."""
@@ -113,7 +125,7 @@ class Classifier(nn.Module):
             raise ValueError("this classifier's n-gram channel has no counts yet (set_ngram_counts)")
         position = torch.searchsorted(self.counted_buckets, ids).clamp(max=len(self.counted_buckets) - 1)
         found = (self.counted_buckets[position] == ids).unsqueeze(-1)
-        return self.ngram_counts[position] * found
+        return self.ngram_counts[position].float() * found
 
     def ngram_scores(self, ngrams: tuple[torch.Tensor, torch.Tensor], counted_labels: torch.Tensor | None = None) -> torch.Tensor:
         """ngrams: (ids (B, F) padded bucket ids, lengths (B,)) -> (B, C) naive Bayes

@@ -286,16 +286,8 @@ class ClassificationTask:
             "corpus": ", ".join(Path(p).name for p in self.data_paths),
             "data_paths": list(self.data_paths),
             "pretraining": self.pretraining,
-            "ngram_counts": self.saved_ngram_counts(),
             "notes": notes,
         }
-
-    def saved_ngram_counts(self) -> dict | None:
-        """The n-gram channel's counts as the checkpoint keeps them (None without a channel)."""
-        model = self.model
-        if not model.config.ngram_buckets:
-            return None
-        return NgramCounts(model.counted_buckets, model.ngram_counts).to_dict()
 
 
 class PretrainingTask:
@@ -464,8 +456,7 @@ class ClassifierRecipe:
         examples, paths = self._examples(data_paths, data, place)
         train_set, val_set = self._split(examples, data)
         vocab = Vocab.from_dict(payload["vocab"])
-        model = Classifier(ClassifierConfig(**payload["model_config"]))
-        restore_ngram_counts(model, payload)
+        model = Classifier(ClassifierConfig(**payload["model_config"]))  # its weights and counts: Trainer.load_resume_payload
         task = ClassificationTask(model, vocab, list(payload["label_names"]),
                                   EncodedTexts.of(train_set.texts, vocab, model.config, data), train_set.labels,
                                   EncodedTexts.of(val_set.texts, vocab, model.config, data), val_set.labels, data,
@@ -490,17 +481,10 @@ class ClassifierRecipe:
 # -- inference ---------------------------------------------------------------------------------
 
 
-def restore_ngram_counts(model: Classifier, payload: dict) -> None:
-    """Put a checkpoint's n-gram counts back into the model, if it has an n-gram channel."""
-    if model.config.ngram_buckets:
-        model.set_ngram_counts(NgramCounts.from_dict(payload["ngram_counts"]))
-
-
 def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], dict]:
     """Rebuild the model, vocabulary and label names from a checkpoint, ready for inference."""
     payload = load_checkpoint(checkpoint, task=TASK)
     model = restore_for_inference(Classifier(ClassifierConfig(**payload["model_config"])), payload, resolve_device(device))
-    restore_ngram_counts(model, payload)
     return model, Vocab.from_dict(payload["vocab"]), list(payload["label_names"]), payload
 
 
