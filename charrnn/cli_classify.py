@@ -49,7 +49,7 @@ Device = Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, cpu
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip malformed lines instead of stopping.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data files.")]
 CLASSIFIER_DEFAULTS = dict(cell="lstm", hidden_size=128, num_layers=1, embedding_size=128, dropout=0.5, tokenizer="bpe",
-                           vocab_size=8000, batch_size=64, lr=LEARNING_RATE, warmup_steps=50, weight_decay=0.1,
+                           vocab_size=8000, batch_size=64, lr=LEARNING_RATE, min_lr_ratio=0.1, warmup_steps=50, weight_decay=0.1,
                            eval_every=100, patience=PATIENCE)
 CLASSIFIER_HELPS = {
     "hidden_size": "Units per direction of each (bidirectional) recurrent layer.",
