@@ -134,8 +134,8 @@ def classification_speed(files: list[Path], checkpoint: Path) -> list[list[str]]
     from charrnn.labelled import read_labelled
     from charrnn.tasks.classify import ClassificationDataConfig, classify, load_classifier
 
-    model, vocab, label_names, payload = load_classifier(checkpoint, device="cpu")
-    trained = ClassificationDataConfig.from_checkpoint(payload)
+    model, vocab, label_names, saved = load_classifier(checkpoint, device="cpu")
+    trained = ClassificationDataConfig.from_checkpoint(saved)
     texts = read_labelled(files).texts
     rows = []
     for name, batch_size, count in (("batched (256)", 256, len(texts)), ("one at a time", 1, 1000)):
@@ -207,8 +207,8 @@ def written_fold_scores(files: list[Path], folds: int, kept: Path) -> dict[str, 
     data = read_labelled(files)
     scores = []
     for k, test_index in enumerate(stratified_folds(data.labels, folds, seed=0)):  # cross_validate's folds
-        model, vocab, label_names, payload = load_classifier(kept / f"fold-{k + 1}" / "best.pt", device="cpu")
-        trained = ClassificationDataConfig.from_checkpoint(payload)
+        model, vocab, label_names, saved = load_classifier(kept / f"fold-{k + 1}" / "best.pt", device="cpu")
+        trained = ClassificationDataConfig.from_checkpoint(saved)
         fold = data.subset(test_index)
         fold.texts = [as_people_write(text) for text in fold.texts]
         scores.append(evaluate_classifier(model, vocab, label_names, fold, data=trained))
@@ -227,8 +227,8 @@ def everyday_table(files: list[Path], args) -> None:
 
     checkpoint = args.checkpoint or bundled_checkpoint("sentiment.pt")
     everyday_file = EVERYDAY / f"everyday-reviews-{args.everyday_split}.tsv"
-    model, vocab, label_names, payload = load_classifier(checkpoint, device="cpu")
-    trained = ClassificationDataConfig.from_checkpoint(payload)
+    model, vocab, label_names, saved = load_classifier(checkpoint, device="cpu")
+    trained = ClassificationDataConfig.from_checkpoint(saved)
     everyday = read_labelled([everyday_file], label_names=label_names)
     ours = evaluate_classifier(model, vocab, label_names, everyday, data=trained)
     rt = read_labelled(files, label_names=label_names)

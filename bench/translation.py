@@ -25,9 +25,9 @@ from charrnn.normalise import FINAL_PUNCTUATION
 UNBATCHED_SENTENCES = 200  # the one-at-a-time baseline is slow; its rate needs no more
 
 
-def describe(payload: dict) -> str:
-    cfg = payload["model_config"]
-    tokens = payload["data_config"]["tokenizer"]
+def describe(checkpoint) -> str:
+    cfg = checkpoint.metadata["model_config"]
+    tokens = checkpoint.metadata["data_config"]["tokenizer"]
     return (f"{cfg['cell'].upper()} {cfg['encoder_layers']}+{cfg['decoder_layers']}x{cfg['hidden_size']}, {tokens}, "
             f"attention {cfg['attention']}")
 
@@ -54,13 +54,13 @@ def main() -> None:
     limit = args.limit or (200 if args.quick else None)
     quality, speed = [], []
     for path in args.checkpoints:
-        model, source_vocab, target_vocab, payload = load_translator(path, device="cpu")
-        pairs = held_out_pairs(payload, split=args.split)[:limit]
-        name = describe(payload)
-        trained = payload.get("train_state", {}).get("elapsed", 0.0)
+        model, source_vocab, target_vocab, saved = load_translator(path, device="cpu")
+        pairs = held_out_pairs(saved, split=args.split)[:limit]
+        name = describe(saved)
+        trained = saved.train_state.get("elapsed", 0.0)
         log(f"{path}: {name}, {len(pairs)} {args.split} pairs")
         typed = [(as_people_type_it(source), target) for source, target in pairs]
-        casing = TranslationDataConfig.from_checkpoint(payload).source_casing
+        casing = TranslationDataConfig.from_checkpoint(saved).source_casing
         default_ngram = default_no_repeat_ngram(target_vocab)
         blocking = args.no_repeat or sorted({0, default_ngram})
         variants = [("as written", pairs, False), ("typed", typed, False), ("typed, normalised", typed, True)]

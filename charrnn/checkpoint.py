@@ -1,11 +1,14 @@
-"""One self-contained, versioned checkpoint file per model: what sampling needs (task, config,
-vocabulary, weights) and what resuming needs (optimiser, step, RNG, data position, history), in
-plain types so it loads with torch.load(weights_only=True). Written atomically."""
+"""One self-contained, versioned checkpoint file per model, in named parts (Checkpoint): the task's
+metadata (what rebuilds and describes the model: configuration, vocabularies, data settings,
+corpus, notes), the model's weights and buffers, how it was trained (training settings, state and
+history), and what resuming needs (optimiser, data position, random-number states). Plain types,
+so it loads with torch.load(weights_only=True). Written atomically."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -13,18 +16,80 @@ import torch
 from .errors import CharrnnError
 
 FORMAT = "charrnn"
-# Version 2 keeps every buffer a model owns in its state dict; version 1 kept the classifier's
-# n-gram counts apart, under "ngram_counts" (upgraded on loading, see _upgraded).
-FORMAT_VERSION = 2
+# Version 3 stores the named parts of Checkpoint. Version 2 was one flat dict; version 1 also kept
+# the classifier's n-gram counts apart from its state dict. Both are read (Checkpoint.from_stored).
+FORMAT_VERSION = 3
+# The keys of a flat (version 1 or 2) checkpoint that were not the task's metadata.
+_FLAT_PARTS = ("format", "format_version", "task", "model_state", "train_config", "train_state", "optimizer_state",
+               "data_state", "rng_state", "resumable", "ngram_counts")
 
 
-def save_checkpoint(payload: dict, path: str | Path) -> None:
-    """Write payload to path atomically: a temporary file in the same folder, flushed and fsynced,
-    then renamed over the target. A crash at any moment leaves either the old file or the new one,
-    never a torn file."""
+@dataclass
+class Checkpoint:
+    """A checkpoint's named parts.
+
+    metadata: the task's record of how to rebuild and describe its model (TrainingTask.
+    checkpoint_fields). training: {"config": TrainConfig, "state": TrainState} as dicts, kept by an
+    export (they say how the model was made). resume: {"optimizer", "data", "rng"} states, None in
+    an export, which then cannot resume."""
+
+    task: str
+    metadata: dict
+    model_state: dict
+    training: dict | None = None
+    resume: dict | None = None
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def resumable(self) -> bool:
+        return self.resume is not None
+
+    @property
+    def train_state(self) -> dict:
+        """The training state (step, time, history), or {} for a model with none recorded."""
+        return (self.training or {}).get("state") or {}
+
+    def for_inference(self, *, half: bool = False) -> Checkpoint:
+        """A copy without the resume part; half=True stores floating weights in fp16 to halve the
+        file (loading converts them back to fp32; integer buffers stay exact)."""
+        weights = self.model_state
+        if half:
+            weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+        return replace(self, model_state=weights, resume=None, format_version=FORMAT_VERSION)
+
+    def stored(self) -> dict:
+        """The dict written to the file."""
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "task": self.task, "metadata": self.metadata,
+                "model_state": self.model_state, "training": self.training, "resume": self.resume}
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> Checkpoint:
+        """A checkpoint from the dict read from a file of any version this charrnn reads."""
+        version = stored["format_version"]
+        if version >= 3:
+            return cls(stored["task"], stored["metadata"], stored["model_state"], stored.get("training"),
+                       stored.get("resume"), version)
+        model_state = stored["model_state"]
+        counts = stored.get("ngram_counts")  # version 1 kept the classifier's counts apart
+        if counts is not None:
+            model_state = {**model_state, "counted_buckets": counts["buckets"], "ngram_counts": counts["counts"]}
+        training = None
+        if "train_state" in stored:
+            training = {"config": stored.get("train_config"), "state": stored["train_state"]}
+        resume = None
+        if stored.get("resumable"):
+            resume = {"optimizer": stored["optimizer_state"], "data": stored["data_state"], "rng": stored["rng_state"]}
+        metadata = {k: v for k, v in stored.items() if k not in _FLAT_PARTS}
+        return cls(stored.get("task"), metadata, model_state, training, resume, version)
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
+    """Write a checkpoint to path atomically: a temporary file in the same folder, flushed and
+    fsynced, then renamed over the target. A crash at any moment leaves either the old file or the
+    new one, never a torn file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    payload = checkpoint.stored()
     # Not tempfile.mkstemp: it creates the file 0600, and the checkpoint would keep that mode
     # after the rename; os.open with 0o666 honours the user's umask like any other file.
     tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -67,7 +132,7 @@ def checkpoint_file(path: str | Path) -> Path:
     raise CharrnnError(f"run folder {path} holds no checkpoint (best.pt or last.pt)")
 
 
-def load_checkpoint(path: str | Path, *, task: str | None = None) -> dict:
+def load_checkpoint(path: str | Path, *, task: str | None = None) -> Checkpoint:
     """Load a checkpoint (a file, or a run folder: see checkpoint_file) onto the CPU, wherever it
     was saved, without running any code from it.
 
@@ -89,38 +154,14 @@ def load_checkpoint(path: str | Path, *, task: str | None = None) -> dict:
         raise CharrnnError(f"checkpoint {path} has format version {version}; this charrnn reads up to {FORMAT_VERSION}, so upgrade charrnn")
     if task is not None and payload.get("task") != task:
         raise CharrnnError(f"checkpoint {path} is a {payload.get('task')} model, not a {task} model")
-    return _upgraded(payload)
+    return Checkpoint.from_stored(payload)
 
 
-def _upgraded(payload: dict) -> dict:
-    """A payload of an older format version as the current version writes it."""
-    if payload["format_version"] < 2:
-        counts = payload.pop("ngram_counts", None)
-        if counts is not None:
-            payload["model_state"] = {**payload["model_state"], "counted_buckets": counts["buckets"],
-                                      "ngram_counts": counts["counts"]}
-        payload["format_version"] = 2
-    return payload
-
-
-def inference_only(payload: dict, *, half: bool = False) -> dict:
-    """A copy with what sampling needs and the record of how it was made, without optimiser,
-    RNG and data position (which only resuming needs); half=True stores floating weights in
-    fp16 to halve the file. Loading converts them back to fp32."""
-    keep = {k: v for k, v in payload.items() if k not in ("optimizer_state", "rng_state", "data_state", "format", "format_version")}
-    weights = payload["model_state"]
-    if half:
-        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
-    keep["model_state"] = weights
-    keep["resumable"] = False
-    return keep
-
-
-def restore_for_inference(model: torch.nn.Module, payload: dict, device: torch.device) -> torch.nn.Module:
+def restore_for_inference(model: torch.nn.Module, checkpoint: Checkpoint, device: torch.device) -> torch.nn.Module:
     """Load a checkpoint's weights into a freshly built model (fp16-stored weights back to
     fp32), move it to the device in eval mode, and re-pack every recurrent layer's weights for
     cuDNN (without it cuDNN warns and copies the weights on every call)."""
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in payload["model_state"].items()}
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint.model_state.items()}
     model.load_state_dict(weights)
     model.to(device).eval()
     for module in model.modules():

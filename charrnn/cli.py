@@ -146,9 +146,9 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or r
     from .console import print_checkpoint_info
 
     path = checkpoint_file(checkpoint)
-    payload = load_checkpoint(path)
-    parameters = sum(t.numel() for t in payload["model_state"].values())
-    print_checkpoint_info(str(path), payload, parameters)
+    saved = load_checkpoint(path)
+    parameters = sum(t.numel() for t in saved.model_state.values() if t.is_floating_point())
+    print_checkpoint_info(str(path), saved, parameters)
 
 
 @app.command(context_settings=CONTEXT)
@@ -159,7 +159,7 @@ def export(
     note: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE notes to store (shown by charrnn info), e.g. licence.")] = None,
 ):
     """Write an inference-only copy of a checkpoint: weights and vocabulary, no optimiser state."""
-    from .checkpoint import inference_only, load_checkpoint, save_checkpoint
+    from .checkpoint import load_checkpoint, save_checkpoint
 
     notes = {}
     for item in note or []:
@@ -167,10 +167,10 @@ def export(
         if not sep or not key:
             raise UsageError(f"--note takes KEY=VALUE, not {item!r}")
         notes[key] = value
-    payload = inference_only(load_checkpoint(source), half=half)
+    exported = load_checkpoint(source).for_inference(half=half)
     if notes:
-        payload["notes"] = {**(payload.get("notes") or {}), **notes}
-    save_checkpoint(payload, destination)
+        exported.metadata = {**exported.metadata, "notes": {**(exported.metadata.get("notes") or {}), **notes}}
+    save_checkpoint(exported, destination)
     size = destination.stat().st_size
     print(f"{destination} ({size / 1e6:.1f} MB)", file=sys.stderr)
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .tasks import describe_metrics
+from .checkpoint import Checkpoint
 from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
 from .train import StopReason, best_record
 
@@ -103,33 +104,34 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
         stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
 
 
-def print_checkpoint_info(path: str, payload: dict, parameters: int) -> None:
+def print_checkpoint_info(path: str, checkpoint: Checkpoint, parameters: int) -> None:
     """A table of what a checkpoint holds and how it was made, on stdout: it is the result
     `charrnn info` was asked for."""
+    metadata = checkpoint.metadata
     table = Table(title=f"{path}", show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    table.add_row("task", str(payload.get("task")))
-    table.add_row("format version", str(payload.get("format_version")))
-    for key, value in payload.get("model_config", {}).items():
+    table.add_row("task", str(checkpoint.task))
+    table.add_row("format version", str(checkpoint.format_version))
+    for key, value in metadata.get("model_config", {}).items():
         table.add_row(f"model.{key}", str(value))
     table.add_row("parameters", f"{parameters:,}")
     for field in ("vocab", "source_vocab", "target_vocab"):
-        if field in payload:
+        if field in metadata:
             label = "vocabulary" if field == "vocab" else field.replace("_vocab", " vocabulary")
-            table.add_row(label, str(payload[field].get("kind")))
-    if payload.get("corpus"):
-        table.add_row("corpus", str(payload["corpus"]))
-    state = payload.get("train_state") or {}
+            table.add_row(label, str(metadata[field].get("kind")))
+    if metadata.get("corpus"):
+        table.add_row("corpus", str(metadata["corpus"]))
+    state = checkpoint.train_state
     if state:
         table.add_row("steps", f"{state.get('step', 0):,}")
         table.add_row("tokens seen", f"{state.get('tokens_seen', 0):,}")
         table.add_row("training time", f"{state.get('elapsed', 0.0):.1f}s")
         best = best_record(state.get("history", []), state.get("best_step"))
         if best is not None:
-            table.add_row("best validation", f"{describe_metrics(payload.get('task'), best)} (step {best['step']})")
-    table.add_row("resumable", "yes" if payload.get("resumable") else "no (weights only)")
-    for key, value in (payload.get("notes") or {}).items():
+            table.add_row("best validation", f"{describe_metrics(checkpoint.task, best)} (step {best['step']})")
+    table.add_row("resumable", "yes" if checkpoint.resumable else "no (weights only)")
+    for key, value in (metadata.get("notes") or {}).items():
         table.add_row(key, str(value))
     Console(highlight=False).print(table)
 

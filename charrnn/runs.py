@@ -14,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .devices import resolve_device, resolve_precision
 from .events import TrainingEvent
 from .train import Trainer, TrainConfig, TrainingTask, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
@@ -57,7 +57,7 @@ class TaskRecipe(Protocol):
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun: ...
 
-    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
+    def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
         """The run a checkpoint was saved from, rebuilt from it (its model, vocabularies and data
         settings); train: its training settings, with the stop conditions the caller gave."""
 
@@ -70,12 +70,12 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
     unless overwrite; a resumed one continues in the checkpoint's folder unless run_dir is given."""
     torch_device = resolve_device(device)
     amp_dtype = resolve_precision(precision, torch_device)
-    payload = None
+    checkpoint = None
     if resume is not None:
-        checkpoint = resume_checkpoint_path(resume)
-        payload = load_checkpoint(checkpoint, task=recipe.name)
-        place = RunPlace(Path(run_dir) if run_dir is not None else checkpoint.parent, torch_device, amp_dtype, on_event)
-        prepared = recipe.resumed_run(payload, resumed_train_config(payload, train), place)
+        path = resume_checkpoint_path(resume)
+        checkpoint = load_checkpoint(path, task=recipe.name)
+        place = RunPlace(Path(run_dir) if run_dir is not None else path.parent, torch_device, amp_dtype, on_event)
+        prepared = recipe.resumed_run(checkpoint, resumed_train_config(checkpoint, train), place)
     else:
         train = train or TrainConfig()
         train.validate()
@@ -91,8 +91,8 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
         return prepared.ended
     trainer = Trainer(prepared.task, prepared.train, place.run_dir, device=torch_device, amp_dtype=amp_dtype,
                       on_event=on_event, settings_note=prepared.settings_note)
-    if payload is not None:
-        trainer.load_resume_payload(payload)
+    if checkpoint is not None:
+        trainer.load_resume_state(checkpoint)
     else:
         trainer.state.elapsed = prepared.seconds_spent  # choosing the settings was part of the budget
     return trainer.run()

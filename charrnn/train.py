@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .allocator import keep_freed_memory
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .devices import autocast
 from .errors import CharrnnError, UsageError
 from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent
@@ -277,16 +277,16 @@ class Trainer:
 
     # -- resume --------------------------------------------------------------------------------
 
-    def load_resume_payload(self, payload: dict) -> None:
+    def load_resume_state(self, checkpoint: Checkpoint) -> None:
         """Restore weights, optimiser, schedule, data position, RNG and history from a checkpoint
         written by this loop, so training continues exactly where it stopped."""
-        if not payload.get("resumable", False):
+        if not checkpoint.resumable:
             raise UsageError("this checkpoint holds weights only (it was exported); it cannot resume training")
-        self.model.load_state_dict(payload["model_state"])
-        self.optimizer.load_state_dict(payload["optimizer_state"])
-        self.state = TrainState(**payload["train_state"])
-        self.task.load_data_state(payload["data_state"])
-        self._pending_rng = payload["rng_state"]
+        self.model.load_state_dict(checkpoint.model_state)
+        self.optimizer.load_state_dict(checkpoint.resume["optimizer"])
+        self.state = TrainState(**checkpoint.train_state)
+        self.task.load_data_state(checkpoint.resume["data"])
+        self._pending_rng = checkpoint.resume["rng"]
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -492,13 +492,13 @@ class Trainer:
         if self.state.best_step != self.state.step and best_path.exists():
             best = load_checkpoint(best_path)
             final_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(best["model_state"])
+            self.model.load_state_dict(best.model_state)
             earlier = self._record(self._score(partial=False), partial=False, step=self.state.best_step)
             self.model.load_state_dict(final_weights)
             if final["val_loss"] < earlier["val_loss"]:
                 self.state.best_step, self.state.best_val_loss = self.state.step, partial_figure
             else:
-                best["train_state"]["history"].append(earlier)
+                best.train_state["history"].append(earlier)
                 save_checkpoint(best, best_path)
             self._emit(EvalEvent(earlier, self.state.best_val_loss, improved=False))
         self._save("last.pt")
@@ -506,18 +506,16 @@ class Trainer:
             self._save("best.pt")
 
     def _save(self, name: str) -> None:
-        payload = {
-            **self.task.checkpoint_fields(),
-            "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "train_config": asdict(self.config),
-            "train_state": asdict(self.state),
-            "data_state": self.task.data_state(),
-            "rng_state": _rng_state(self.device),
-            "resumable": True,
-        }
+        fields = self.task.checkpoint_fields()
+        checkpoint = Checkpoint(
+            task=fields["task"],
+            metadata={k: v for k, v in fields.items() if k != "task"},
+            model_state=self.model.state_dict(),
+            training={"config": asdict(self.config), "state": asdict(self.state)},
+            resume={"optimizer": self.optimizer.state_dict(), "data": self.task.data_state(), "rng": _rng_state(self.device)},
+        )
         started = time.perf_counter()
-        save_checkpoint(payload, self.run_dir / name)
+        save_checkpoint(checkpoint, self.run_dir / name)
         self._save_seconds = time.perf_counter() - started
 
     def _known_total(self) -> int | None:
@@ -573,10 +571,10 @@ def resume_checkpoint_path(resume: str | Path) -> Path:
     return path
 
 
-def resumed_train_config(payload: dict, given: TrainConfig | None) -> TrainConfig:
+def resumed_train_config(checkpoint: Checkpoint, given: TrainConfig | None) -> TrainConfig:
     """The training settings of a resumed run: the checkpoint's, except the stop conditions the
     caller gives (max_steps, epochs, time_budget), which replace the saved ones."""
-    saved = TrainConfig(**payload["train_config"])
+    saved = TrainConfig(**checkpoint.training["config"])
     if given is not None:
         for name in ("max_steps", "epochs", "time_budget"):
             if getattr(given, name) is not None:

@@ -191,9 +191,9 @@ def test_a_run_says_what_it_chose_and_resume_keeps_it(tiny_corpus, tmp_path):
     from charrnn.checkpoint import load_checkpoint
 
     saved = load_checkpoint(run / "last.pt")
-    assert saved["data_config"]["batch_size"] == note["batch_size"]
-    assert saved["train_config"]["learning_rate"] == note["learning_rate"]
-    assert saved["train_config"]["weight_decay"] == note["weight_decay"]
+    assert saved.metadata["data_config"]["batch_size"] == note["batch_size"]
+    assert saved.training["config"]["learning_rate"] == note["learning_rate"]
+    assert saved.training["config"]["weight_decay"] == note["weight_decay"]
 
 
 def test_a_long_run_gets_dropout_timed_with_its_masks(tiny_corpus, tmp_path):
@@ -205,7 +205,7 @@ def test_a_long_run_gets_dropout_timed_with_its_masks(tiny_corpus, tmp_path):
     assert note["dropout"] > 0  # 40 passes over a tiny corpus: it would learn it by heart
     from charrnn.checkpoint import load_checkpoint
 
-    assert load_checkpoint(run / "last.pt")["model_config"]["dropout"] == note["dropout"]
+    assert load_checkpoint(run / "last.pt").metadata["model_config"]["dropout"] == note["dropout"]
 
 
 def test_settings_given_in_python_are_kept(tiny_corpus, tmp_path):

@@ -87,8 +87,10 @@ def test_casing_and_punctuation_variants_get_the_same_label_and_probabilities(tr
 
 
 def test_a_checkpoint_from_before_normalisation_reads_its_texts_as_they_are():
-    payload = {"data_config": {"tokenizer": "char", "max_tokens": 50}}
-    data = ClassificationDataConfig.from_checkpoint(payload)
+    from charrnn.checkpoint import Checkpoint
+
+    saved = Checkpoint("classifier", metadata={"data_config": {"tokenizer": "char", "max_tokens": 50}}, model_state={})
+    data = ClassificationDataConfig.from_checkpoint(saved)
     assert not data.normalise and not data.space_first_word
     assert data.as_read("Great movie!") == "Great movie!"
 
@@ -213,8 +215,8 @@ def test_pretraining_lowers_the_language_model_loss_and_keeps_the_classifier_wor
     assert len(pretraining) == 3 and pretraining[-1] < pretraining[0] - 0.3
     assert (tmp_path / "run" / "pretrain" / "best.pt").exists()
     assert result.final_metrics["val_accuracy"] >= 0.9
-    _, _, _, payload = load_classifier(tmp_path / "run" / "best.pt", device="cpu")
-    assert payload["pretraining"]["max_steps"] == 60
+    _, _, _, saved = load_classifier(tmp_path / "run" / "best.pt", device="cpu")
+    assert saved.metadata["pretraining"]["max_steps"] == 60
 
 
 def test_evaluation_only_measures_and_calibration_fits_the_mix(tmp_path):

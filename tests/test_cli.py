@@ -243,8 +243,8 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     assert b"Traceback" not in err
     from charrnn.checkpoint import load_checkpoint
 
-    payload = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert payload["resumable"] and payload["train_state"]["step"] >= 5
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved.resumable and saved.train_state["step"] >= 5
     # Stopped before its first evaluation, the run has no best.pt: the folder still names a model.
     assert not (tmp_path / "run" / "best.pt").exists()
     info = run("info", "run", cwd=tmp_path)

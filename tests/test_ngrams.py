@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from charrnn.checkpoint import inference_only, load_checkpoint, save_checkpoint
+from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.data import pad_batch
 from charrnn.models.classifier import Classifier, ClassifierConfig
 from charrnn.ngrams import NgramCounts, ngram_ids
@@ -120,10 +120,10 @@ def test_counts_round_trip_through_checkpoint_and_half_export(tmp_path):
                      data=ClassificationDataConfig(tokenizer="char", batch_size=16),
                      train=TrainConfig(max_steps=20, eval_every=10), run_dir=tmp_path / "run", device="cpu",
                      precision="fp32")
-    payload = load_checkpoint(tmp_path / "run" / "best.pt")
-    counts = payload["model_state"]["ngram_counts"]  # in the state dict, sparsely: the n-grams seen
+    saved = load_checkpoint(tmp_path / "run" / "best.pt")
+    counts = saved.model_state["ngram_counts"]  # in the state dict, sparsely: the n-grams seen
     assert counts.dtype == torch.int32 and 0 < len(counts) < 2**16
-    save_checkpoint(inference_only(payload, half=True), tmp_path / "half.pt")
+    save_checkpoint(saved.for_inference(half=True), tmp_path / "half.pt")
     lines = ["a wonderful film", "dull"]
     full = classify(*load_classifier(tmp_path / "run" / "best.pt", device="cpu")[:3], lines)
     half = classify(*load_classifier(tmp_path / "half.pt", device="cpu")[:3], lines)
@@ -191,8 +191,8 @@ def test_a_version_1_checkpoint_with_its_counts_apart_still_loads(tmp_path):
     old = {"format": "charrnn", "format_version": 1, "task": "classifier", "model_state": state,
            "ngram_counts": {"buckets": model.counted_buckets, "counts": model.ngram_counts}}
     torch.save(old, tmp_path / "v1.pt")
-    payload = load_checkpoint(tmp_path / "v1.pt")
-    assert payload["format_version"] == 2 and "ngram_counts" not in payload
+    saved = load_checkpoint(tmp_path / "v1.pt")
+    assert saved.format_version == 1 and "ngram_counts" not in saved.metadata
     back = small_model(ngram_buckets=2**32)
-    back.load_state_dict(payload["model_state"])
+    back.load_state_dict(saved.model_state)
     assert back.counted_buckets.tolist() == [5, 2**31 + 7] and back.ngram_totals.tolist() == [2.0, 1.0]

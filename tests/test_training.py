@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 
-from charrnn.checkpoint import inference_only, load_checkpoint, save_checkpoint
+from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.events import StepEvent
 from charrnn.models.classifier import ClassifierConfig
@@ -49,15 +49,15 @@ def test_checkpoint_reloads_with_identical_logits(tmp_path):
 
     vocab = Vocab.build_char("abcdefghijklm")
     path = tmp_path / "model.pt"
-    save_checkpoint({"task": "language_model", "model_config": {**model.config.__dict__}, "vocab": vocab.to_dict(),
-                     "model_state": model.state_dict(), "resumable": False}, path)
+    save_checkpoint(Checkpoint("language_model", {"model_config": {**model.config.__dict__}, "vocab": vocab.to_dict()},
+                               model.state_dict()), path)
     loaded, loaded_vocab, _ = load_language_model(path, device="cpu")
     x = torch.randint(0, 13, (2, 9))
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)[0], model(x)[0], rtol=0, atol=0)
     assert loaded_vocab.decode(loaded_vocab.encode("cab")) == "cab"
     half_path = tmp_path / "half.pt"
-    save_checkpoint(inference_only(load_checkpoint(path), half=True), half_path)
+    save_checkpoint(load_checkpoint(path).for_inference(half=True), half_path)
     assert half_path.stat().st_size < path.stat().st_size
     half_model, _, _ = load_language_model(half_path, device="cpu")
     with torch.no_grad():
@@ -87,15 +87,15 @@ def test_resume_after_ctrl_c_gives_the_same_losses(tiny_corpus, tmp_path):
     want, got = _step_losses(straight), _step_losses(interrupted)
     assert sorted(got) == list(range(1, 25))
     assert [got[s] for s in range(1, 25)] == [want[s] for s in range(1, 25)]  # bit for bit
-    a = load_checkpoint(straight / "last.pt")["model_state"]
-    b = load_checkpoint(interrupted / "last.pt")["model_state"]
+    a = load_checkpoint(straight / "last.pt").model_state
+    b = load_checkpoint(interrupted / "last.pt").model_state
     for name in a:
         assert torch.equal(a[name], b[name]), name
 
 
 def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    save_checkpoint({"task": "t", "value": torch.arange(5)}, path)
+    save_checkpoint(Checkpoint("t", {}, {"value": torch.arange(5)}), path)
     real_save = torch.save
 
     def crash_halfway(obj, handle):
@@ -105,9 +105,9 @@ def test_atomic_save_survives_a_crash_mid_write(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash_halfway)
     with pytest.raises(OSError):
-        save_checkpoint({"task": "t", "value": torch.arange(9)}, path)
+        save_checkpoint(Checkpoint("t", {}, {"value": torch.arange(9)}), path)
     monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path)["value"], torch.arange(5))
+    assert torch.equal(load_checkpoint(path).model_state["value"], torch.arange(5))
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
 
 
@@ -123,7 +123,7 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
     with pytest.raises(CharrnnError, match="not a charrnn checkpoint"):
         load_checkpoint(foreign)
     other_task = tmp_path / "other.pt"
-    save_checkpoint({"task": "translator"}, other_task)
+    save_checkpoint(Checkpoint("translator", metadata={}, model_state={}), other_task)
     with pytest.raises(CharrnnError, match="translator"):
         load_checkpoint(other_task, task="language_model")
 
@@ -188,7 +188,7 @@ def test_gpu_checkpoint_loads_on_cpu(tiny_corpus, tmp_path):
 def test_checkpoint_files_get_the_usual_permissions(tmp_path):
     old = os.umask(0o022)
     try:
-        save_checkpoint({"task": "t"}, tmp_path / "ckpt.pt")
+        save_checkpoint(Checkpoint("t", {}, {}), tmp_path / "ckpt.pt")
     finally:
         os.umask(old)
     assert (tmp_path / "ckpt.pt").stat().st_mode & 0o777 == 0o644
@@ -238,10 +238,10 @@ def test_partial_evaluations_choose_best_and_the_whole_split_settles_it(tmp_path
     assert result.final_metrics["val_fraction"] == 1.0 and result.final_metrics["val_loss"] == whole[4]
     best = load_checkpoint(tmp_path / "best.pt")
     kept_step = 4 if whole_prefers_final else 2
-    assert result.state.best_step == kept_step and int(best["model_state"]["trained_steps"]) == kept_step
+    assert result.state.best_step == kept_step and int(best.model_state["trained_steps"]) == kept_step
     # What the summary reports for the best model is its whole-split figure, in the file too.
     assert best_record(result.state.history, kept_step)["val_loss"] == whole[kept_step]
-    assert best_record(best["train_state"]["history"], kept_step)["val_loss"] == whole[kept_step]
+    assert best_record(best.train_state["history"], kept_step)["val_loss"] == whole[kept_step]
 
 
 @pytest.mark.parametrize("make, fragment", [

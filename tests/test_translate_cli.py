@@ -27,9 +27,9 @@ def trained(tmp_path_factory):
 def test_the_shared_options_reach_the_translator(trained):
     from charrnn.checkpoint import load_checkpoint
 
-    payload = load_checkpoint(trained / "checkpoints" / "pairs")
-    assert payload["model_config"]["encoder_layers"] == payload["model_config"]["decoder_layers"] == 1  # --num-layers
-    assert payload["train_config"]["weight_decay"] == 0.05
+    saved = load_checkpoint(trained / "checkpoints" / "pairs")
+    assert saved.metadata["model_config"]["encoder_layers"] == saved.metadata["model_config"]["decoder_layers"] == 1  # --num-layers
+    assert saved.training["config"]["weight_decay"] == 0.05
 
 
 def test_translate_arguments_and_stdin(trained):

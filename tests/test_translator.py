@@ -2,10 +2,12 @@
 greedy, and translation keeps line order and empty lines."""
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
 
+from charrnn.checkpoint import Checkpoint
 from charrnn.errors import UsageError
 from charrnn.models.translator import Translator, TranslatorConfig
 from charrnn.tasks.translate import (
@@ -108,7 +110,7 @@ def test_padding_never_changes_results(cell, attention):
 
 
 def test_tied_embeddings_share_one_matrix_through_a_half_precision_export(tmp_path):
-    from charrnn.checkpoint import inference_only, restore_for_inference, save_checkpoint
+    from charrnn.checkpoint import Checkpoint, load_checkpoint, restore_for_inference, save_checkpoint
 
     torch.manual_seed(0)
     config = TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=12, hidden_size=12,
@@ -117,9 +119,8 @@ def test_tied_embeddings_share_one_matrix_through_a_half_precision_export(tmp_pa
     assert model.head.weight is model.target_embedding.weight
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in Translator(
         TranslatorConfig(source_vocab_size=20, target_vocab_size=15, embedding_size=12, hidden_size=12, pad_id=PAD)).parameters())
-    payload = {"model_state": model.state_dict()}
-    save_checkpoint(inference_only(payload, half=True), tmp_path / "tied.pt")
-    restored = restore_for_inference(Translator(config), torch.load(tmp_path / "tied.pt", weights_only=True), torch.device("cpu"))
+    save_checkpoint(Checkpoint("translator", {}, model.state_dict()).for_inference(half=True), tmp_path / "tied.pt")
+    restored = restore_for_inference(Translator(config), load_checkpoint(tmp_path / "tied.pt"), torch.device("cpu"))
     assert restored.head.weight is restored.target_embedding.weight  # still one matrix after loading
     torch.testing.assert_close(restored.head.weight, model.head.weight.half().float())
     with pytest.raises(UsageError, match="--embedding-size equal to --hidden-size"):
@@ -147,11 +148,11 @@ def test_held_out_pairs_are_found_by_name_when_the_recorded_corpus_path_is_gone(
     from charrnn.tasks.translate import held_out_pairs
 
     root, _ = trained_translator
-    payload = load_checkpoint(root / "run" / "best.pt")
-    test_pairs = held_out_pairs(payload)
-    assert len(test_pairs) == 100 and held_out_pairs(payload, split="dev") != test_pairs
+    saved = load_checkpoint(root / "run" / "best.pt")
+    test_pairs = held_out_pairs(saved)
+    assert len(test_pairs) == 100 and held_out_pairs(saved, split="dev") != test_pairs
     # A checkpoint trained elsewhere (a bundled one) records a path this machine lacks.
-    moved = {**payload, "corpus_path": "/nowhere/else/pairs.tsv"}
+    moved = replace(saved, metadata={**saved.metadata, "corpus_path": "/nowhere/else/pairs.tsv"})
     monkeypatch.setenv("CHARRNN_CORPORA", str(root))
     assert held_out_pairs(moved) == test_pairs
 
@@ -214,7 +215,7 @@ def test_training_sources_count_as_written_when_nearly_all_are_sentences():
     assert sources_are_written(written)
     assert sources_are_written(written + ["no punctuation here"])  # one in 31 is not
     assert not sources_are_written(["abc", "hgf", "dead"])
-    old_checkpoint = {"data_config": {"tokenizer": "bpe"}}  # trained before the record existed, on Tatoeba
+    old_checkpoint = Checkpoint("translator", {"data_config": {"tokenizer": "bpe"}}, {})  # trained before the record existed, on Tatoeba
     assert TranslationDataConfig.from_checkpoint(old_checkpoint).written_sources
 
 
@@ -229,7 +230,7 @@ def test_written_training_sources_teach_the_casing_typed_input_is_read_with(tmp_
     (tmp_path / "typed.tsv").write_text("".join(f"{s.lower().rstrip('.?')}\t{s}\n" for s in sentences))
     _, typed, _, _ = load_split(str(tmp_path / "typed.tsv"), data)
     assert typed.source_casing == {}  # sources not written as sentences teach no casing
-    old_checkpoint = {"data_config": {"tokenizer": "bpe"}}  # trained before source_casing existed
+    old_checkpoint = Checkpoint("translator", {"data_config": {"tokenizer": "bpe"}}, {})  # trained before source_casing existed
     assert TranslationDataConfig.from_checkpoint(old_checkpoint).source_casing == {}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint, restore_for_inference
+from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
 from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..devices import resolve_device
@@ -58,10 +58,10 @@ class ClassificationDataConfig:
     space_first_word: bool = True
 
     @classmethod
-    def from_checkpoint(cls, payload: dict) -> ClassificationDataConfig:
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> ClassificationDataConfig:
         """The data settings a checkpoint was trained with; one written before normalise or
         space_first_word existed read its texts as they were."""
-        return cls(**{"normalise": False, "space_first_word": False, **payload["data_config"]})
+        return cls(**{"normalise": False, "space_first_word": False, **checkpoint.metadata["data_config"]})
 
     def as_read(self, text: str) -> str:
         """A text as the model reads it, in training and in use (see normalise and space_first_word)."""
@@ -340,7 +340,7 @@ def pretrain_encoder(model: Classifier, train_ids, val_ids, *, data: Classificat
     task = PretrainingTask(language_model, train_ids, val_ids, batch_size=data.batch_size, seed=pretrain.seed)
     result = Trainer(task, pretrain, run_dir, device=device, amp_dtype=amp_dtype, on_event=on_event).run()
     if result.stop_reason is not StopReason.INTERRUPTED and (run_dir / "best.pt").exists():
-        language_model.load_state_dict(load_checkpoint(run_dir / "best.pt", task=PRETRAINING_TASK)["model_state"])
+        language_model.load_state_dict(load_checkpoint(run_dir / "best.pt", task=PRETRAINING_TASK).model_state)
     return result
 
 
@@ -356,15 +356,15 @@ def _warn_if_imbalanced(examples: LabelledTexts, on_event: Callable[[TrainingEve
         on_event(WarningEvent(message))
 
 
-def validation_split(payload: dict) -> LabelledTexts:
+def validation_split(checkpoint: Checkpoint) -> LabelledTexts:
     """The validation texts of the run that made a checkpoint: its data files split again with
     the same settings, which gives the same texts, none of which its recurrent part trained on.
     Its naive Bayes channel counted them, so evaluate them with counted=True."""
-    data = ClassificationDataConfig.from_checkpoint(payload)
-    if not payload.get("data_paths"):
+    data = ClassificationDataConfig.from_checkpoint(checkpoint)
+    if not checkpoint.metadata.get("data_paths"):
         raise UsageError("this checkpoint does not name its data; give labelled data with --data")
-    paths = [locate_data_file(recorded_data_file(p), "data file") for p in payload["data_paths"]]
-    examples = read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding, label_names=payload["label_names"])
+    paths = [locate_data_file(recorded_data_file(p), "data file") for p in checkpoint.metadata["data_paths"]]
+    examples = read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding, label_names=checkpoint.metadata["label_names"])
     _, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
     return examples.subset(val_index)
 
@@ -450,17 +450,17 @@ class ClassifierRecipe:
                                   data, seed=train.seed, data_paths=paths, pretraining=pretraining_record)
         return PreparedRun(task, train)
 
-    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
-        data = ClassificationDataConfig.from_checkpoint(payload)
-        data_paths = self.data_paths or [recorded_data_file(p) for p in payload.get("data_paths") or []]
+    def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        data = ClassificationDataConfig.from_checkpoint(checkpoint)
+        data_paths = self.data_paths or [recorded_data_file(p) for p in checkpoint.metadata.get("data_paths") or []]
         examples, paths = self._examples(data_paths, data, place)
         train_set, val_set = self._split(examples, data)
-        vocab = Vocab.from_dict(payload["vocab"])
-        model = Classifier(ClassifierConfig(**payload["model_config"]))  # its weights and counts: Trainer.load_resume_payload
-        task = ClassificationTask(model, vocab, list(payload["label_names"]),
+        vocab = Vocab.from_dict(checkpoint.metadata["vocab"])
+        model = Classifier(ClassifierConfig(**checkpoint.metadata["model_config"]))  # its weights and counts: Trainer.load_resume_state
+        task = ClassificationTask(model, vocab, list(checkpoint.metadata["label_names"]),
                                   EncodedTexts.of(train_set.texts, vocab, model.config, data), train_set.labels,
                                   EncodedTexts.of(val_set.texts, vocab, model.config, data), val_set.labels, data,
-                                  seed=train.seed, data_paths=paths, pretraining=payload.get("pretraining"))
+                                  seed=train.seed, data_paths=paths, pretraining=checkpoint.metadata.get("pretraining"))
         return PreparedRun(task, train)
 
     def _examples(self, data_paths: Sequence[str], data: ClassificationDataConfig,
@@ -481,11 +481,11 @@ class ClassifierRecipe:
 # -- inference ---------------------------------------------------------------------------------
 
 
-def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], dict]:
+def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], Checkpoint]:
     """Rebuild the model, vocabulary and label names from a checkpoint, ready for inference."""
-    payload = load_checkpoint(checkpoint, task=TASK)
-    model = restore_for_inference(Classifier(ClassifierConfig(**payload["model_config"])), payload, resolve_device(device))
-    return model, Vocab.from_dict(payload["vocab"]), list(payload["label_names"]), payload
+    saved = load_checkpoint(checkpoint, task=TASK)
+    model = restore_for_inference(Classifier(ClassifierConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+    return model, Vocab.from_dict(saved.metadata["vocab"]), list(saved.metadata["label_names"]), saved
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ
                         Settings, choose_settings, probe_step_costs)
 from ..allocator import keep_freed_memory
 from ..cells import State
-from ..checkpoint import load_checkpoint, restore_for_inference
+from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import (
     StreamBatches,
@@ -249,16 +249,16 @@ class LanguageModelRecipe:
         return PreparedRun(self._task(model, vocab, tokens, data, self.corpus, corpus_file), train,
                            settings_note=settings.note() if settings else None, seconds_spent=probe_seconds)
 
-    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
+    def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
         corpus = self.corpus
         if corpus is None:
-            if payload.get("corpus_path") is None:
+            if checkpoint.metadata.get("corpus_path") is None:
                 raise UsageError("this run was trained from stdin (or on an older charrnn); give its corpus again")
-            corpus = recorded_data_file(payload["corpus_path"])
-        data = LanguageDataConfig(**payload["data_config"])
-        vocab, tokens, corpus_file = prepare_corpus(corpus, data, place.run_dir, vocab=Vocab.from_dict(payload["vocab"]),
+            corpus = recorded_data_file(checkpoint.metadata["corpus_path"])
+        data = LanguageDataConfig(**checkpoint.metadata["data_config"])
+        vocab, tokens, corpus_file = prepare_corpus(corpus, data, place.run_dir, vocab=Vocab.from_dict(checkpoint.metadata["vocab"]),
                                                     cache_dir=self.cache_dir)
-        model = LanguageModel(LanguageModelConfig(**payload["model_config"]))
+        model = LanguageModel(LanguageModelConfig(**checkpoint.metadata["model_config"]))
         return PreparedRun(self._task(model, vocab, tokens, data, corpus, corpus_file), train)
 
     @staticmethod
@@ -337,11 +337,11 @@ def _step_timer(probe: LanguageModel, train: TrainConfig, device: torch.device, 
     return time_step
 
 
-def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, dict]:
+def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, Checkpoint]:
     """Rebuild the model and vocabulary from a checkpoint, ready for inference on the device."""
-    payload = load_checkpoint(checkpoint, task=TASK)
-    model = restore_for_inference(LanguageModel(LanguageModelConfig(**payload["model_config"])), payload, resolve_device(device))
-    return model, Vocab.from_dict(payload["vocab"]), payload
+    saved = load_checkpoint(checkpoint, task=TASK)
+    model = restore_for_inference(LanguageModel(LanguageModelConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+    return model, Vocab.from_dict(saved.metadata["vocab"]), saved
 
 
 def sample_text(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint, restore_for_inference
+from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..decoding import beam_search, greedy_search
@@ -68,11 +68,11 @@ class TranslationDataConfig:
     source_casing: dict[str, str] | None = None
 
     @classmethod
-    def from_checkpoint(cls, payload: dict) -> TranslationDataConfig:
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> TranslationDataConfig:
         """The data settings a checkpoint was trained with. Checkpoints from before
         written_sources were all trained on Tatoeba's written sentences; those from before
         source_casing learnt none."""
-        return cls(**{"written_sources": True, "source_casing": {}, **payload["data_config"]})
+        return cls(**{"written_sources": True, "source_casing": {}, **checkpoint.metadata["data_config"]})
 
     def validate(self) -> None:
         if not 0 <= self.typed_copies <= 1:
@@ -200,19 +200,19 @@ def load_split(pairs_path: str, data: TranslationDataConfig) -> tuple[PairSplit,
     return split, data, pair_file.bad_lines, path
 
 
-def learn_source_casing(payload: dict, pairs_path: str | None = None) -> dict[str, str]:
+def learn_source_casing(checkpoint: Checkpoint, pairs_path: str | None = None) -> dict[str, str]:
     """The source_casing a checkpoint's run learns today, from its corpus (or pairs_path) split
     again with the run's settings: for a checkpoint trained before source_casing existed."""
-    _, data = split_again(payload, pairs_path, replace(TranslationDataConfig.from_checkpoint(payload), source_casing=None))
+    _, data = split_again(checkpoint, pairs_path, replace(TranslationDataConfig.from_checkpoint(checkpoint), source_casing=None))
     return data.source_casing
 
 
-def split_again(payload: dict, pairs_path: str | None, data: TranslationDataConfig) -> tuple[PairSplit, TranslationDataConfig]:
+def split_again(checkpoint: Checkpoint, pairs_path: str | None, data: TranslationDataConfig) -> tuple[PairSplit, TranslationDataConfig]:
     """The split of the run that made a checkpoint, from its recorded corpus (or pairs_path), with
     data's settings, and those settings as load_split decides them."""
-    if pairs_path is None and not payload.get("corpus_path"):
+    if pairs_path is None and not checkpoint.metadata.get("corpus_path"):
         raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
-    split, data, _, _ = load_split(str(pairs_path or recorded_data_file(payload["corpus_path"])), data)
+    split, data, _, _ = load_split(str(pairs_path or recorded_data_file(checkpoint.metadata["corpus_path"])), data)
     return split, data
 
 
@@ -257,11 +257,11 @@ class TranslatorRecipe:
                                             pad_id=PAD, **self.model_config))
         return self._prepared(model, source_vocab, target_vocab, split, data, path, train.with_defaults(**TRAIN_DEFAULTS))
 
-    def resumed_run(self, payload: dict, train: TrainConfig, place: RunPlace) -> PreparedRun:
-        pairs_path = self.pairs_path or recorded_data_file(payload["corpus_path"])
-        split, data, _, path = load_split(pairs_path, TranslationDataConfig.from_checkpoint(payload))
-        model = Translator(TranslatorConfig(**payload["model_config"]))
-        return self._prepared(model, Vocab.from_dict(payload["source_vocab"]), Vocab.from_dict(payload["target_vocab"]),
+    def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
+        pairs_path = self.pairs_path or recorded_data_file(checkpoint.metadata["corpus_path"])
+        split, data, _, path = load_split(pairs_path, TranslationDataConfig.from_checkpoint(checkpoint))
+        model = Translator(TranslatorConfig(**checkpoint.metadata["model_config"]))
+        return self._prepared(model, Vocab.from_dict(checkpoint.metadata["source_vocab"]), Vocab.from_dict(checkpoint.metadata["target_vocab"]),
                               split, data, path, train)
 
     @staticmethod
@@ -276,10 +276,10 @@ class TranslatorRecipe:
 # -- inference ---------------------------------------------------------------------------------
 
 
-def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Translator, Vocab, Vocab, dict]:
-    payload = load_checkpoint(checkpoint, task=TASK)
-    model = restore_for_inference(Translator(TranslatorConfig(**payload["model_config"])), payload, resolve_device(device))
-    return model, Vocab.from_dict(payload["source_vocab"]), Vocab.from_dict(payload["target_vocab"]), payload
+def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Translator, Vocab, Vocab, Checkpoint]:
+    saved = load_checkpoint(checkpoint, task=TASK)
+    model = restore_for_inference(Translator(TranslatorConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+    return model, Vocab.from_dict(saved.metadata["source_vocab"]), Vocab.from_dict(saved.metadata["target_vocab"]), saved
 
 
 @dataclass
@@ -301,7 +301,7 @@ def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines
     With normalise, each line is first written as Tatoeba's English sentences are (a capital,
     final punctuation, and the words of casing with their capitals; see
     normalise.as_written_sentence): pass the checkpoint's
-    TranslationDataConfig.from_checkpoint(payload).written_sources and .source_casing. The
+    TranslationDataConfig.from_checkpoint(checkpoint).written_sources and .source_casing. The
     bundled model, which has seen nothing else, scored 41.4 beam BLEU on typed dev sources read
     so (37.3 without the casing, 9.2 read as typed; 41.7 on the sources as written).
     No output repeats an n-gram of no_repeat_ngram tokens (0: no blocking; None:
@@ -369,14 +369,14 @@ class EvalResult:
 HELD_OUT_SPLITS = ("test", "dev")
 
 
-def held_out_pairs(payload: dict, pairs_path: str | None = None, split: str = "test") -> list[tuple[str, str]]:
+def held_out_pairs(checkpoint: Checkpoint, pairs_path: str | None = None, split: str = "test") -> list[tuple[str, str]]:
     """The test (or dev) pairs of the run that made a checkpoint: its corpus (or pairs_path)
     split again with the same settings, which gives the same pairs, none of whose sources were
     trained on. The dev pairs chose the checkpoint (early stopping) and the settings; only the
     test pairs give an unbiased figure."""
     if split not in HELD_OUT_SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(HELD_OUT_SPLITS)}")
-    pair_split, _ = split_again(payload, pairs_path, TranslationDataConfig.from_checkpoint(payload))
+    pair_split, _ = split_again(checkpoint, pairs_path, TranslationDataConfig.from_checkpoint(checkpoint))
     return pair_split.test if split == "test" else pair_split.dev
 
 
