@@ -48,11 +48,11 @@ CLASSIFIER_OPTIONS = {
 Device = Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, cpu, cuda or mps.")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip malformed lines instead of stopping.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the data files.")]
-CLASSIFIER_DEFAULTS = dict(cell="lstm", hidden_size=128, num_layers=1, embedding_size=128, dropout=0.5, tokenizer="bpe",
+CLASSIFIER_DEFAULTS = dict(cell="lstm", hidden_size=256, num_layers=1, embedding_size=128, dropout=0.5, tokenizer="bpe",
                            vocab_size=8000, batch_size=64, lr=LEARNING_RATE, min_lr_ratio=0.1, warmup_steps=50, weight_decay=0.1,
                            eval_every=100, patience=PATIENCE)
 CLASSIFIER_HELPS = {
-    "hidden_size": "Units per direction of each (bidirectional) recurrent layer.",
+    "hidden_size": "Width of each bidirectional layer's output: each direction has half (128 units with the default).",
     "num_layers": "Stacked bidirectional layers.",
     "batch_size": "Texts per batch.",
     "epochs": "Stop after this many epochs \\[default: 20 when no other stop is given].",
@@ -78,6 +78,11 @@ def _configs(options: TrainingOptions, own: dict):
                                     encoding=own["encoding"], skip_bad=own["skip_bad"], normalise=own["normalise"])
     model_config = dict(options.model_options(), pooling=own["pooling"], ngram_buckets=own["ngram_buckets"],
                         ngram_order=own["ngram_order"])
+    # --hidden-size is a layer's output width for every task; a ClassifierConfig counts the units
+    # of one direction.
+    if options.hidden_size % 2 or options.hidden_size < 2:
+        raise UsageError(f"--hidden-size must be an even number (each direction has half), not {options.hidden_size}")
+    model_config["hidden_size"] = options.hidden_size // 2
     return model_config, data, train, pretrain
 
 

@@ -26,7 +26,7 @@ TRAINING_OPTIONS: dict[str, tuple[Any, Any, typer.models.OptionInfo]] = {
     "time_budget": (Optional[float], None, typer.Option(rich_help_panel="Stopping", help="Stop after this many seconds of training, evaluations included.")),
     "patience": (int, 10, typer.Option(rich_help_panel="Stopping", help="Stop after this many evaluations without improvement (0: never).")),
     "cell": (str, "lstm", typer.Option(rich_help_panel="Model", help="Recurrent cell: lstm, gru or rnn.")),
-    "hidden_size": (int, 256, typer.Option(rich_help_panel="Model", help="Units of each recurrent layer (see the command's description for bidirectional layers).")),
+    "hidden_size": (int, 256, typer.Option(rich_help_panel="Model", help="Width of each recurrent layer's output; a bidirectional layer gives each direction half.")),
     "num_layers": (int, 2, typer.Option(rich_help_panel="Model", help="Stacked recurrent layers.")),
     "embedding_size": (Optional[int], None, typer.Option(rich_help_panel="Model", help="Token embedding width.")),
     "dropout": (Optional[float], None, typer.Option(rich_help_panel="Model", help="Dropout on embeddings, between layers and before the output.")),

@@ -81,7 +81,7 @@ def translate_text(
     cell="gru", hidden_size=256, num_layers=2, embedding_size=256, dropout=0.2, tokenizer="bpe", vocab_size=8000,
     batch_size=64, lr=2e-3, min_lr_ratio=0.1, warmup_steps=200, weight_decay=0.1, eval_every=500,
 ), helps={
-    "hidden_size": "Decoder width; each encoder direction has half, so the two join to it.",
+    "hidden_size": "Width of each layer's output: the decoder's units; each encoder direction has half.",
     "num_layers": "Encoder and decoder layers (see --encoder-layers, --decoder-layers).",
     "batch_size": "Sentence pairs per batch.",
     "eval_every": "Evaluate on the dev pairs every N steps.",

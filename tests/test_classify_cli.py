@@ -62,6 +62,13 @@ def test_eval_prints_metrics_and_confusion_matrix(trained):
     assert "validation split" in own.stderr.decode()
 
 
+def test_hidden_size_is_the_layer_output_width_as_in_every_task(trained):
+    from charrnn.checkpoint import load_checkpoint
+
+    # --hidden-size 16 (TRAIN_OPTIONS): a bidirectional layer of 8 units a direction, 16 wide.
+    assert load_checkpoint(trained / "checkpoints" / "topics").metadata["model_config"]["hidden_size"] == 8
+
+
 def test_cross_validation_reports_mean_and_spread(trained):
     proc = run("classify", "cv", "topics.food", "topics.sport", "topics.weather", "--folds", "2", *TRAIN_OPTIONS, cwd=trained)
     assert proc.returncode == 0, proc.stderr.decode()
@@ -80,6 +87,7 @@ def test_bad_input_is_a_one_line_error(trained, tmp_path):
     assert_one_line_error(run("classify", "eval", "-c", str(trained / "checkpoints/topics/best.pt"), "--data", "unknown.tsv",
                               cwd=tmp_path), 1, "'politics'")
     assert_one_line_error(run("classify", "train", "x.tsv", "--pooling", "psychic", cwd=tmp_path), 2, "--pooling")
+    assert_one_line_error(run("classify", "train", "x.tsv", "--hidden-size", "15", cwd=tmp_path), 2, "--hidden-size", "even")
     assert_one_line_error(run("classify", "-c", "missing.pt", "hello", cwd=tmp_path), 1, "does not exist")
     zero_batch = run("classify", "-c", str(trained / "checkpoints/topics/best.pt"), "--batch-size", "0", "x", cwd=tmp_path)
     assert_one_line_error(zero_batch, 2, "--batch-size")
