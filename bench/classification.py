@@ -98,9 +98,9 @@ def bag_of_words_cvs(files: list[Path], folds: int) -> dict[str, dict[str, float
     from sklearn.naive_bayes import MultinomialNB
     from sklearn.pipeline import make_pipeline
 
-    from charrnn.labelled import read_labelled, stratified_folds
-    from charrnn.ngrams import WORD
-    from charrnn.tasks.classify import CrossValidation
+    from charrnn.classify.labelled import read_labelled, stratified_folds
+    from charrnn.classify.ngrams import WORD
+    from charrnn.classify.task import CrossValidation
 
     def naive_bayes():
         return make_pipeline(CountVectorizer(ngram_range=(1, 2), binary=True, token_pattern=WORD.pattern),
@@ -131,8 +131,8 @@ def bag_of_words_cvs(files: list[Path], folds: int) -> dict[str, dict[str, float
 def classification_speed(files: list[Path], checkpoint: Path) -> list[list[str]]:
     """Sentences per second classifying every rt-polarity sentence: batched (charrnn's classify)
     and one sentence at a time (the loop a script calling the model per line would run)."""
-    from charrnn.labelled import read_labelled
-    from charrnn.tasks.classify import ClassificationDataConfig, classify, load_classifier
+    from charrnn.classify.labelled import read_labelled
+    from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
 
     model, vocab, label_names, saved = load_classifier(checkpoint, device="cpu")
     trained = ClassificationDataConfig.from_checkpoint(saved)
@@ -201,8 +201,8 @@ def cross_validation_table(files: list[Path], args, options: list[str]) -> None:
 
 def written_fold_scores(files: list[Path], folds: int, kept: Path) -> dict[str, float]:
     """Each kept fold model scored on its own held-out fold, every text rewritten by as_people_write."""
-    from charrnn.labelled import read_labelled, stratified_folds
-    from charrnn.tasks.classify import ClassificationDataConfig, CrossValidation, evaluate_classifier, load_classifier
+    from charrnn.classify.labelled import read_labelled, stratified_folds
+    from charrnn.classify.task import ClassificationDataConfig, CrossValidation, evaluate_classifier, load_classifier
 
     data = read_labelled(files)
     scores = []
@@ -222,8 +222,8 @@ def everyday_table(files: list[Path], args) -> None:
     """Out of domain: the everyday-reviews set scored by charrnn's classifier (trained on all of
     rt-polarity) and by the TF-IDF baseline fitted on the same texts."""
     from charrnn.cli_support import bundled_checkpoint
-    from charrnn.labelled import read_labelled
-    from charrnn.tasks.classify import ClassificationDataConfig, evaluate_classifier, load_classifier
+    from charrnn.classify.labelled import read_labelled
+    from charrnn.classify.task import ClassificationDataConfig, evaluate_classifier, load_classifier
 
     checkpoint = args.checkpoint or bundled_checkpoint("sentiment.pt")
     everyday_file = EVERYDAY / f"everyday-reviews-{args.everyday_split}.tsv"

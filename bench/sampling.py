@@ -13,8 +13,8 @@ import torch
 
 from common import log, make_parser, print_table, set_threads
 
-from charrnn.models.language_model import LanguageModel, LanguageModelConfig
-from charrnn.sampling import SamplingConfig, generate
+from charrnn.language.model import LanguageModel, LanguageModelConfig
+from charrnn.language.sampling import SamplingConfig, generate
 
 VOCAB = 65  # tinyshakespeare's
 TEMPERATURE = 0.8

@@ -31,7 +31,7 @@ from common import (corpus_path, encode_corpus, log, make_parser, precision_labe
 
 from charrnn.devices import autocast
 from charrnn.events import StepEvent
-from charrnn.tasks.language import LanguageDataConfig, train_language_model
+from charrnn.language.task import LanguageDataConfig, train_language_model
 from charrnn.train import TrainConfig
 
 # (hidden size, layers, batch, window)

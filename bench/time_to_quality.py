@@ -66,7 +66,7 @@ def run_charrnn(corpus: Path, budget: float, work: Path, val: torch.Tensor, char
     end = next(e for e in events if e["event"] == "end")
     # best.pt is the model a user keeps. It is scored here by the same fp32 protocol as the
     # baselines, not by charrnn's own (bf16) evaluation, so that no row grades itself.
-    from charrnn.tasks.language import load_language_model
+    from charrnn.language.task import load_language_model
 
     model, vocab, _ = load_language_model(run_dir / "best.pt", device="cpu")
     assert [vocab.decode([i]) for i in range(vocab.size)] == chars, "charrnn's ids differ from the baselines'"

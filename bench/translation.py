@@ -48,7 +48,7 @@ def main() -> None:
                         help="n-gram sizes to block, comma-separated; 0 is no blocking [default: 0 and charrnn's]")
     args = parser.parse_args()
     set_threads(args.threads)
-    from charrnn.tasks.translate import (TranslationDataConfig, default_no_repeat_ngram, evaluate_translations,
+    from charrnn.translate.task import (TranslationDataConfig, default_no_repeat_ngram, evaluate_translations,
                                          held_out_pairs, load_translator, translate)
 
     limit = args.limit or (200 if args.quick else None)

@@ -11,13 +11,11 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .cli_support import CONTEXT, checkpoint_or_bundled, finish_training
-from .cli_classify import classify_app
-from .cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
-from .cli_translate import translate_app
+from .classify.cli import classify_app
+from .cli_support import CONTEXT
 from .errors import CharrnnError, UsageError
-
-BUNDLED_LANGUAGE_MODEL = "shakespeare.pt"
+from .language.cli import sample, train
+from .translate.cli import translate_app
 
 app = typer.Typer(
     name="charrnn",
@@ -29,6 +27,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 corpus_app = typer.Typer(help="List and download the public corpora charrnn knows.", context_settings=CONTEXT, no_args_is_help=True)
+# Each task's commands live in its folder: the language model's at the top level (charrnn train,
+# charrnn sample), the others as groups.
+app.command(context_settings=CONTEXT)(train)
+app.command(context_settings=CONTEXT)(sample)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(translate_app, name="translate")
 app.add_typer(classify_app, name="classify")
@@ -45,95 +47,6 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ):
     """Train and use small recurrent sequence models (RNN, LSTM, GRU) on your own text."""
-
-
-# -- train -------------------------------------------------------------------------------------
-
-
-@app.command(context_settings=CONTEXT)
-@with_options(TRAINING_OPTIONS, defaults=dict(tokenizer="char", vocab_size=2000), helps={
-    "hidden_size": "Units per recurrent layer.",
-    "embedding_size": "Token embedding width \\[default: hidden size].",
-    "dropout": "Dropout on embeddings, between layers and before the head \\[default: 0, more for runs of many epochs].",
-    "batch_size": "Parallel streams per batch \\[default: chosen from the measured speed].",
-    "lr": "Peak learning rate (AdamW) \\[default: grows with the batch].",
-    "min_lr_ratio": "Final learning rate as a fraction of the peak \\[default: 0].",
-    "warmup_steps": "Linear warm-up steps \\[default: 5% of the run].",
-    "weight_decay": "AdamW weight decay on weight matrices \\[default: 0.3 for a run of more than 6 epochs without dropout, else 0.1].",
-    "eval_every": "Evaluate every N steps \\[default: 10 times a run].",
-    "epochs": "Stop after this many passes over the training split \\[default: 10 when no other stop is given].",
-})
-def train(
-    corpus: Annotated[Optional[str], typer.Argument(help="Text file to train on, or - for stdin (with --resume: the run's own corpus when left out).")] = None,
-    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel="Data")] = "utf-8",
-    val_frac: Annotated[float, typer.Option(help="Fraction at the end of the corpus held out for validation.", rich_help_panel="Data")] = 0.1,
-    seq_len: Annotated[Optional[int], typer.Option(help="Truncated-BPTT window length \\[default: 64].", rich_help_panel="Optimisation")] = None,
-    **shared,
-):
-    """Train a language model on a text file; checkpoints go to checkpoints/<corpus name>/.
-
-    Options left unset among --batch-size, --seq-len, --lr, --warmup-steps, --eval-every and
-    --dropout are chosen from the measured cost of a training step on this machine and the length
-    of the run (one line says what and why)."""
-    from .console import TrainingProgress
-    from .tasks.language import LanguageDataConfig, train_language_model
-
-    options = TrainingOptions.take(shared)
-    data_config = LanguageDataConfig(batch_size=options.batch_size, seq_len=seq_len, val_frac=val_frac,
-                                     tokenizer=options.tokenizer, vocab_size=options.vocab_size, encoding=encoding)
-    progress = TrainingProgress(quiet=options.quiet, unit="char" if options.tokenizer == "char" else "tok")
-    result = train_language_model(
-        corpus, model_config=options.model_options(), data=data_config, train=options.train_config(default_epochs=10.0),
-        run_dir=options.run_dir, resume=options.resume, device=options.device, precision=options.precision,
-        overwrite=options.overwrite, on_event=progress,
-    )
-    finish_training(result, quiet=options.quiet, command="charrnn train")
-
-
-# -- sample ------------------------------------------------------------------------------------
-
-
-@app.command(context_settings=CONTEXT)
-def sample(
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint to sample from \\[default: the bundled Shakespeare model].")] = None,
-    temp: Annotated[float, typer.Option("--temp", "-t", help="Temperature; 0 is greedy.")] = 0.8,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample only from the K most likely tokens.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Sample only from the smallest set of tokens whose probability reaches P.")] = None,
-    prime: Annotated[Optional[str], typer.Option(help="Text to start from (printed before the sample).")] = None,
-    prime_file: Annotated[Optional[Path], typer.Option(help="Read the prime from this file.")] = None,
-    length: Annotated[int, typer.Option("--length", "-n", help="Tokens (characters for a char model) to generate.")] = 1000,
-    num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a blank line.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-):
-    """Generate text from a trained model, streamed to stdout as it is made."""
-    if prime is not None and prime_file is not None:
-        raise UsageError("give --prime or --prime-file, not both")
-    if num_samples < 1:
-        raise UsageError(f"--num-samples must be at least 1, not {num_samples}")
-    if prime_file is not None:
-        try:
-            prime = prime_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CharrnnError(f"cannot read --prime-file {prime_file}: {getattr(exc, 'strerror', None) or exc}") from None
-    from .sampling import SamplingConfig
-    from .tasks.language import load_language_model, sample_text
-
-    sampling = SamplingConfig(temperature=temp, top_k=top_k, top_p=top_p)
-    model, vocab, _ = load_language_model(checkpoint_or_bundled(checkpoint, BUNDLED_LANGUAGE_MODEL), device=device)
-    out = sys.stdout
-    for i in range(num_samples):
-        if i > 0:
-            out.write("\n\n")
-        pieces = sample_text(model, vocab, prime=prime if prime is not None else "\n", length=length, sampling=sampling,
-                             seed=None if seed is None else seed + i)
-        if prime is not None:
-            out.write(prime)
-        for piece in pieces:
-            out.write(piece)
-            out.flush()
-    out.write("\n")
-    out.flush()
 
 
 # -- info and export ---------------------------------------------------------------------------

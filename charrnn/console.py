@@ -9,9 +9,9 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from .tasks import describe_metrics
 from .checkpoint import Checkpoint
 from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
+from .tasks import describe_metrics
 from .train import StopReason, best_record
 
 stderr_console = Console(stderr=True, highlight=False)

@@ -30,7 +30,7 @@ from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent
 
 
 # The settings a task may leave unset (None) for its own default, which the language model
-# chooses from the measured speed of this machine (see adaptive.py).
+# chooses from the measured speed of this machine (see language/adaptive.py).
 TASK_DEFAULTS = ("learning_rate", "min_lr_ratio", "warmup_steps", "eval_every")
 
 

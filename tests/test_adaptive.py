@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from charrnn.adaptive import (PROBE_BATCH_SIZES, REFERENCE_BATCH_TOKENS, REFERENCE_LEARNING_RATE, SEQ_LEN, RunLength,
+from charrnn.language.adaptive import (PROBE_BATCH_SIZES, REFERENCE_BATCH_TOKENS, REFERENCE_LEARNING_RATE, SEQ_LEN, RunLength,
                               StepCost, choose_settings, dropout_for, learning_per_second, probe_step_costs)
 from charrnn.errors import UsageError
-from charrnn.tasks.language import LanguageDataConfig, train_language_model
+from charrnn.language.task import LanguageDataConfig, train_language_model
 from charrnn.train import TrainConfig
 
 

@@ -15,7 +15,7 @@ def bundled(name):
 
 
 def test_the_bundled_language_model_samples():
-    from charrnn.tasks.language import load_language_model, sample_text
+    from charrnn.language.task import load_language_model, sample_text
 
     model, vocab, _ = load_language_model(bundled("shakespeare.pt"), device="cpu")
     text = "".join(sample_text(model, vocab, prime="ROMEO:", length=40, seed=1))
@@ -23,7 +23,7 @@ def test_the_bundled_language_model_samples():
 
 
 def test_the_bundled_translator_translates_typed_input():
-    from charrnn.tasks.translate import TranslationDataConfig, load_translator, translate
+    from charrnn.translate.task import TranslationDataConfig, load_translator, translate
 
     model, source_vocab, target_vocab, payload = load_translator(bundled("spa-eng.pt"), device="cpu")
     data = TranslationDataConfig.from_checkpoint(payload)
@@ -33,7 +33,7 @@ def test_the_bundled_translator_translates_typed_input():
 
 
 def test_the_bundled_classifier_reads_casing_and_punctuation_alike():
-    from charrnn.tasks.classify import ClassificationDataConfig, classify, load_classifier
+    from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
 
     model, vocab, label_names, payload = load_classifier(bundled("sentiment.pt"), device="cpu")
     data = ClassificationDataConfig.from_checkpoint(payload)

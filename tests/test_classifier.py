@@ -8,9 +8,9 @@ import torch
 
 from charrnn.data import pad_batch
 from charrnn.events import EvalEvent
-from charrnn.labelled import read_labelled
-from charrnn.models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
-from charrnn.tasks.classify import (
+from charrnn.classify.labelled import read_labelled
+from charrnn.classify.model import Classifier, ClassifierConfig, EncoderLanguageModel
+from charrnn.classify.task import (
     ClassificationDataConfig,
     ClassificationMetrics,
     EncodedTexts,
@@ -221,7 +221,7 @@ def test_pretraining_lowers_the_language_model_loss_and_keeps_the_classifier_wor
 
 def test_evaluation_only_measures_and_calibration_fits_the_mix(tmp_path):
     from charrnn.runs import RunPlace
-    from charrnn.tasks.classify import ClassifierRecipe
+    from charrnn.classify.task import ClassifierRecipe
 
     write_tsv(tmp_path / "topics.tsv", synthetic_texts(300, seed=3))
     recipe = ClassifierRecipe([str(tmp_path / "topics.tsv")], SMALL_MODEL, ClassificationDataConfig(tokenizer="char"))

@@ -211,7 +211,7 @@ def test_bpe_tokenizer_end_to_end(tmp_path):
 
 
 def test_bundled_checkpoint_is_the_default(tmp_path):
-    from charrnn.cli import BUNDLED_LANGUAGE_MODEL
+    from charrnn.language.cli import BUNDLED_LANGUAGE_MODEL
     from charrnn.cli_support import bundled_checkpoint
 
     if not bundled_checkpoint(BUNDLED_LANGUAGE_MODEL).exists():

@@ -11,9 +11,9 @@ import torch
 
 from charrnn.checkpoint import load_checkpoint, save_checkpoint
 from charrnn.data import pad_batch
-from charrnn.models.classifier import Classifier, ClassifierConfig
-from charrnn.ngrams import NgramCounts, ngram_ids
-from charrnn.tasks.classify import (
+from charrnn.classify.model import Classifier, ClassifierConfig
+from charrnn.classify.ngrams import NgramCounts, ngram_ids
+from charrnn.classify.task import (
     ClassificationDataConfig,
     classify,
     evaluate_classifier,
@@ -36,7 +36,7 @@ def test_ngram_ids_are_distinct_sorted_and_ignore_case_and_spacing():
 
 
 def test_ngram_ids_do_not_change_between_processes():
-    code = "from charrnn.ngrams import ngram_ids; print(ngram_ids('a gorgeous , witty movie', 2**20, 2))"
+    code = "from charrnn.classify.ngrams import ngram_ids; print(ngram_ids('a gorgeous , witty movie', 2**20, 2))"
     outputs = set()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

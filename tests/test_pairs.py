@@ -6,7 +6,7 @@ import random
 import pytest
 
 from charrnn.errors import CharrnnError
-from charrnn.pairs import read_pairs, split_pairs, typed_variant, with_typed_copies
+from charrnn.translate.pairs import read_pairs, split_pairs, typed_variant, with_typed_copies
 
 
 def test_reads_plain_and_gzip_and_ignores_extra_columns(tmp_path):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from charrnn.errors import UsageError
-from charrnn.models.language_model import LanguageModel, LanguageModelConfig
-from charrnn.sampling import SamplingConfig, choose_next, generate
+from charrnn.language.model import LanguageModel, LanguageModelConfig
+from charrnn.language.sampling import SamplingConfig, choose_next, generate
 
 
 def _model(cell="lstm"):
@@ -57,7 +57,7 @@ def test_invalid_sampling_values(kwargs):
 
 
 def test_the_prime_is_read_as_the_start_of_a_line():
-    from charrnn.tasks.language import line_start_context, sample_text
+    from charrnn.language.task import line_start_context, sample_text
     from charrnn.vocab import Vocab
 
     vocab = Vocab.build_char("ab\n")

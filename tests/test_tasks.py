@@ -9,9 +9,9 @@ import signal
 import pytest
 
 from charrnn.events import StepEvent
-from charrnn.tasks.classify import ClassificationDataConfig, train_classifier
-from charrnn.tasks.language import LanguageDataConfig, train_language_model
-from charrnn.tasks.translate import TranslationDataConfig, train_translator
+from charrnn.classify.task import ClassificationDataConfig, train_classifier
+from charrnn.language.task import LanguageDataConfig, train_language_model
+from charrnn.translate.task import TranslationDataConfig, train_translator
 from charrnn.train import StopReason, TrainConfig
 from test_cli import run
 

@@ -11,10 +11,10 @@ import torch
 from charrnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from charrnn.errors import CharrnnError, UsageError
 from charrnn.events import StepEvent
-from charrnn.models.classifier import ClassifierConfig
-from charrnn.models.language_model import LanguageModel, LanguageModelConfig
-from charrnn.models.translator import TranslatorConfig
-from charrnn.tasks.language import LanguageDataConfig, load_language_model, train_language_model
+from charrnn.classify.model import ClassifierConfig
+from charrnn.language.model import LanguageModel, LanguageModelConfig
+from charrnn.translate.model import TranslatorConfig
+from charrnn.language.task import LanguageDataConfig, load_language_model, train_language_model
 from charrnn.train import StopReason, TrainConfig, learning_rate_at
 
 SMALL_MODEL = dict(cell="lstm", hidden_size=32, num_layers=2, dropout=0.1)
@@ -258,7 +258,7 @@ def test_a_bad_model_option_is_the_projects_error_from_python_too(make, fragment
 
 
 def test_a_bad_model_option_fails_before_any_data_is_read(tmp_path):
-    from charrnn.tasks.classify import train_classifier
+    from charrnn.classify.task import train_classifier
 
     # The data file does not exist: the option error must come first, and no run folder be made.
     with pytest.raises(UsageError, match="--pooling"):

@@ -9,8 +9,8 @@ import torch
 
 from charrnn.checkpoint import Checkpoint
 from charrnn.errors import UsageError
-from charrnn.models.translator import Translator, TranslatorConfig
-from charrnn.tasks.translate import (
+from charrnn.translate.model import Translator, TranslatorConfig
+from charrnn.translate.task import (
     BOS,
     EOS,
     PAD,
@@ -24,7 +24,7 @@ from charrnn.tasks.translate import (
     translate,
 )
 from charrnn.train import TrainConfig
-from charrnn.decoding import beam_search, greedy_search
+from charrnn.translate.decoding import beam_search, greedy_search
 
 
 def _synthetic_pairs(count, seed):
@@ -145,7 +145,7 @@ def test_label_smoothing_changes_the_training_loss_only():
 
 def test_held_out_pairs_are_found_by_name_when_the_recorded_corpus_path_is_gone(trained_translator, monkeypatch):
     from charrnn.checkpoint import load_checkpoint
-    from charrnn.tasks.translate import held_out_pairs
+    from charrnn.translate.task import held_out_pairs
 
     root, _ = trained_translator
     saved = load_checkpoint(root / "run" / "best.pt")
@@ -158,7 +158,7 @@ def test_held_out_pairs_are_found_by_name_when_the_recorded_corpus_path_is_gone(
 
 
 def test_repeated_ngram_mask_marks_the_tokens_that_would_repeat_one():
-    from charrnn.decoding import repeated_ngram_mask
+    from charrnn.translate.decoding import repeated_ngram_mask
 
     history = torch.tensor([[1, 2, 3, 1, 2], [4, 4, 4, 4, 5]])
     banned = repeated_ngram_mask(history, 3, vocab_size=6)
@@ -195,7 +195,7 @@ def _ngram_counts(tokens, n):
 
 @pytest.mark.parametrize("beam", [1, 4])
 def test_decoding_cannot_loop(looping_translator, beam):
-    from charrnn.tasks.translate import loops
+    from charrnn.translate.task import loops
 
     model, source_vocab, target_vocab = looping_translator
     lines = ["ab", "cda", "bbc", "dd", "acb"]

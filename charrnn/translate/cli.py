@@ -1,5 +1,5 @@
 """`charrnn translate`: translate text (arguments or stdin lines), `translate train` and
-`translate eval`. Thin commands over charrnn.tasks.translate, like the rest of the CLI."""
+`translate eval`. Thin commands over charrnn.translate.task, like the rest of the CLI."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
-from .cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
-from .errors import UsageError
+from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
+from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
+from ..errors import UsageError
 
 BUNDLED = "spa-eng.pt"
 
@@ -40,8 +40,8 @@ def translate_text(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ):
     """Translate sentences given as arguments, or stdin lines (one output line per input line)."""
-    from .plots import plot_attention
-    from .tasks.translate import UNK, TranslationDataConfig, attention_weights, load_translator, token_strings, translate
+    from ..plots import plot_attention
+    from .task import UNK, TranslationDataConfig, attention_weights, load_translator, token_strings, translate
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
@@ -104,8 +104,8 @@ def translate_train(
     **shared,
 ):
     """Train a translator on sentence pairs; checkpoints go to checkpoints/<pairs name>/."""
-    from .console import TrainingProgress
-    from .tasks.translate import TranslationDataConfig, train_translator
+    from ..console import TrainingProgress
+    from .task import TranslationDataConfig, train_translator
 
     options = TrainingOptions.take(shared)
     data = TranslationDataConfig(tokenizer=options.tokenizer, vocab_size=options.vocab_size, shared_vocab=shared_vocab,
@@ -137,7 +137,7 @@ def translate_eval(
     from rich.console import Console
     from rich.table import Table
 
-    from .tasks.translate import evaluate_translations, held_out_pairs, load_translator
+    from .task import evaluate_translations, held_out_pairs, load_translator
 
     if beam < 1:
         raise UsageError(f"--beam must be at least 1, not {beam}")

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CharrnnError, malformed_lines_error
-from .normalise import FINAL_PUNCTUATION
+from ..errors import CharrnnError, malformed_lines_error
+from ..normalise import FINAL_PUNCTUATION
 
 GZIP_MAGIC = b"\x1f\x8b"
 

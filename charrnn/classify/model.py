@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from ..cells import Recurrent, RecurrentConfig, check_recurrent_options
 from ..errors import UsageError
-from ..ngrams import NgramCounts
+from .ngrams import NgramCounts
 
 POOLING_TYPES = ("max", "mean", "attention")
 MAX_NGRAM_BUCKETS = 2**32  # the range of the CRC-32 hash (ngrams.ngram_ids)

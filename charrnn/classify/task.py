@@ -20,13 +20,13 @@ from ..data import BucketedBatches, pad_batch
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..events import TrainingEvent, WarningEvent
-from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
-from ..models.classifier import Classifier, ClassifierConfig, EncoderLanguageModel
-from ..ngrams import NgramCounts, ngram_ids
 from ..normalise import as_spaced_lowercase
 from ..runs import PreparedRun, RunPlace, train_task
 from ..train import StopReason, Trainer, TrainConfig, TrainResult, claim_run_dir
 from ..vocab import Vocab
+from .labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
+from .model import Classifier, ClassifierConfig, EncoderLanguageModel
+from .ngrams import NgramCounts, ngram_ids
 
 TASK = "classifier"
 PRETRAINING_TASK = "classifier_pretraining"

@@ -14,16 +14,16 @@ import torch
 from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
-from ..decoding import beam_search, greedy_search
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..events import TrainingEvent
-from ..models.translator import Translator, TranslatorConfig
 from ..normalise import as_written_sentence, learn_casing
-from ..pairs import PairSplit, read_pairs, split_pairs, with_typed_copies
 from ..runs import PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult
 from ..vocab import SEQ2SEQ_SPECIALS, Vocab
+from .decoding import beam_search, greedy_search
+from .model import Translator, TranslatorConfig
+from .pairs import PairSplit, read_pairs, split_pairs, with_typed_copies
 
 TASK = "translator"
 # Training settings a caller leaves unset (the CLI's defaults, chosen on the dev pairs).

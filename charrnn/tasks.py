@@ -1,5 +1,6 @@
-"""Task glue between data, models and the training loop: one module per task, each found here by
-the name its checkpoints carry. Adding a task is adding its module and a line to TASKS."""
+"""The tasks, each found here by the name its checkpoints carry. A task's whole code is one folder
+beside the shared core (language/, translate/, classify/: its task, model, commands and helpers);
+adding a task is adding its folder and a line to TASKS."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import importlib
 # task name (a checkpoint's "task") -> (module, its TrainingTask class). Imported when needed:
 # the CLI's help must start without torch.
 TASKS = {
-    "language_model": ("charrnn.tasks.language", "LanguageModelTask"),
-    "translator": ("charrnn.tasks.translate", "TranslationTask"),
-    "classifier": ("charrnn.tasks.classify", "ClassificationTask"),
-    "classifier_pretraining": ("charrnn.tasks.classify", "PretrainingTask"),
+    "language_model": ("charrnn.language.task", "LanguageModelTask"),
+    "translator": ("charrnn.translate.task", "TranslationTask"),
+    "classifier": ("charrnn.classify.task", "ClassificationTask"),
+    "classifier_pretraining": ("charrnn.classify.task", "PretrainingTask"),
 }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CharrnnError, UsageError, malformed_lines_error
+from ..errors import CharrnnError, UsageError, malformed_lines_error
 
 IMBALANCE_RATIO = 3.0  # the largest class this many times the smallest earns a warning
 

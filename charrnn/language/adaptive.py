@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # The window of truncated back-propagation through time. Measured on the dev split at equal
 # characters: 64 as good as 32 at the same characters a step and better than 128 (a shorter window

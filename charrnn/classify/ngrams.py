@@ -1,5 +1,5 @@
 """The bag of word n-grams of a text, hashed into buckets: the features of the classifier's naive
-Bayes channel (see models/classifier.py), and their counts per class. Words are runs of letters
+Bayes channel (see model.py), and their counts per class. Words are runs of letters
 and digits or single other characters, lower-cased, so "Witty," and "witty ," give the same
 features."""
 

@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, WEIGHT_DECAY, RunLength,
-                        Settings, choose_settings, probe_step_costs)
 from ..allocator import keep_freed_memory
 from ..cells import State
 from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
@@ -32,11 +30,13 @@ from ..data import (
 from ..devices import autocast, resolve_device
 from ..errors import CharrnnError, UsageError
 from ..events import TrainingEvent
-from ..models.language_model import LanguageModel, LanguageModelConfig
-from ..sampling import SamplingConfig, generate
 from ..runs import PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult, make_optimizer
 from ..vocab import Vocab, format_characters
+from .adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, WEIGHT_DECAY, RunLength,
+                        Settings, choose_settings, probe_step_costs)
+from .model import LanguageModel, LanguageModelConfig
+from .sampling import SamplingConfig, generate
 
 TASK = "language_model"
 LN2 = math.log(2)

@@ -1,5 +1,5 @@
 """`charrnn classify`: label text (arguments or stdin lines), `classify train`, `classify eval`
-and `classify cv`. Thin commands over charrnn.tasks.classify, like the rest of the CLI."""
+and `classify cv`. Thin commands over charrnn.classify.task, like the rest of the CLI."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
-from .cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
-from .errors import UsageError
+from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
+from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
+from ..errors import UsageError
 
 BUNDLED = "sentiment.pt"
 # Defaults measured on rt-polarity folds (README, "How the defaults were chosen"); train and cv share them.
@@ -62,8 +62,8 @@ CLASSIFIER_HELPS = {
 def _configs(options: TrainingOptions, own: dict):
     """(model_config, data config, train config, pretraining config or None) from the shared
     options and the classifier's own (CLASSIFIER_OPTIONS); the configs check them."""
-    from .tasks.classify import ClassificationDataConfig
-    from .train import TrainConfig
+    from .task import ClassificationDataConfig
+    from ..train import TrainConfig
 
     if own["pretrain_epochs"] < 0:
         raise UsageError(f"--pretrain-epochs must be 0 or more, not {own['pretrain_epochs']}")
@@ -96,7 +96,7 @@ def classify_text(
 ):
     """Classify texts given as arguments, or stdin lines: label<TAB>probability<TAB>text, one line
     per input line (an empty input line gives an empty label and probability)."""
-    from .tasks.classify import ClassificationDataConfig, classify, load_classifier
+    from .task import ClassificationDataConfig, classify, load_classifier
 
     chunks = input_lines(texts, "texts to classify")
     model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
@@ -120,8 +120,8 @@ def classify_train(
     **shared,
 ):
     """Train a classifier on labelled texts; checkpoints go to checkpoints/<data name>/."""
-    from .console import TrainingProgress
-    from .tasks.classify import train_classifier
+    from ..console import TrainingProgress
+    from .task import train_classifier
 
     options = TrainingOptions.take(shared)
     model_config, data, train, pretrain = _configs(options, shared)
@@ -142,9 +142,9 @@ def classify_eval(
     device: Device = "auto",
 ):
     """Accuracy and macro-F1 on labelled data (stdout), and the confusion matrix (stderr)."""
-    from .console import print_confusion_matrix
-    from .plots import plot_confusion
-    from .tasks.classify import (ClassificationDataConfig, evaluate_classifier, load_classifier, read_evaluation_data,
+    from ..console import print_confusion_matrix
+    from ..plots import plot_confusion
+    from .task import (ClassificationDataConfig, evaluate_classifier, load_classifier, read_evaluation_data,
                                  validation_split)
 
     model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
@@ -175,8 +175,8 @@ def classify_cv(
 ):
     """k-fold cross-validation: train on k-1 folds, score on the held-out one, for every fold;
     the mean and spread of accuracy and macro-F1 on stdout."""
-    from .console import print_warnings, stderr_console
-    from .tasks.classify import CrossValidation, cross_validate
+    from ..console import print_warnings, stderr_console
+    from .task import CrossValidation, cross_validate
 
     options = TrainingOptions.take(shared)
     model_config, data, train, pretrain = _configs(options, shared)

@@ -1,0 +1,1 @@
+"""The translate task: all of its own code in one folder (see charrnn/tasks.py)."""
