@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -49,17 +49,29 @@ class TaskRecipe(Protocol):
     settings) from its construction."""
 
     name: str  # the task a checkpoint names (load_checkpoint checks it on resume)
+    data: Any  # the task's data settings, with validate()
 
     def check(self) -> None:
-        """Refuse bad options of a new run with a UsageError, before any data is read."""
+        """Refuse a new run without data, or with bad model options, with a UsageError, before
+        any data is read."""
 
-    def default_run_dir(self) -> Path: ...
+    @property
+    def data_file(self) -> str:
+        """The data file that names the run's default folder (see default_run_dir)."""
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun: ...
 
     def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
         """The run a checkpoint was saved from, rebuilt from it (its model, vocabularies and data
         settings); train: its training settings, with the stop conditions the caller gave."""
+
+
+def default_run_dir(data_file: str) -> Path:
+    """checkpoints/<data name>/, the name being the file's up to its first dot: tinyshakespeare.txt
+    trains into checkpoints/tinyshakespeare/, rt-polarity.pos into checkpoints/rt-polarity/, and
+    stdin ('-') into checkpoints/stdin/."""
+    name = "stdin" if data_file == "-" else Path(data_file).name.split(".")[0] or "run"
+    return Path("checkpoints") / name
 
 
 def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir: Path | None = None,
@@ -80,8 +92,9 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
         train = train or TrainConfig()
         train.validate()
         recipe.check()
-        place = RunPlace(Path(run_dir) if run_dir is not None else recipe.default_run_dir(), torch_device, amp_dtype,
-                         on_event)
+        recipe.data.validate()
+        place = RunPlace(Path(run_dir) if run_dir is not None else default_run_dir(recipe.data_file), torch_device,
+                         amp_dtype, on_event)
         claim_run_dir(place.run_dir, overwrite=overwrite)
         # The model's first weights come from the seed (the Trainer seeds its loop again at step 0).
         torch.manual_seed(train.seed)

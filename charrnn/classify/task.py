@@ -379,11 +379,6 @@ def check_model_options(model_config: dict | None, pretrain: TrainConfig | None)
             raise UsageError("--pretrain-epochs needs --num-layers 1 (a second bidirectional layer would see the words it predicts)")
 
 
-def default_run_dir(data_paths: Sequence[str]) -> Path:
-    """checkpoints/<data name>/: rt-polarity.pos and rt-polarity.neg train into checkpoints/rt-polarity/."""
-    return Path("checkpoints") / (Path(data_paths[0]).name.split(".")[0] or "classifier")
-
-
 def train_classifier(data_paths: Sequence[str] | None, *, model_config: dict | None = None,
                      data: ClassificationDataConfig | None = None, pretrain: TrainConfig | None = None,
                      examples: LabelledTexts | None = None, **run) -> TrainResult:
@@ -415,11 +410,11 @@ class ClassifierRecipe:
     def check(self) -> None:
         if not self.data_paths:
             raise UsageError("give the labelled data to train on: a text<TAB>label file, or one file per class")
-        self.data.validate()
         check_model_options(self.model_config, self.pretrain)
 
-    def default_run_dir(self) -> Path:
-        return default_run_dir(self.data_paths)
+    @property
+    def data_file(self) -> str:
+        return self.data_paths[0]  # rt-polarity.pos and rt-polarity.neg train into checkpoints/rt-polarity/
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         data = self.data

@@ -172,12 +172,6 @@ class LanguageModelTask:
 # -- building, training and loading ------------------------------------------------------------
 
 
-def default_run_dir(corpus: str) -> Path:
-    """checkpoints/<corpus name>/ (stdin trains into checkpoints/stdin/)."""
-    name = "stdin" if corpus == "-" else Path(corpus).name.split(".")[0] or "corpus"
-    return Path("checkpoints") / name
-
-
 def prepare_corpus(corpus: str, data: LanguageDataConfig, run_dir: Path, *, vocab: Vocab | None = None,
                    cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray, Path]:
     """Check and encode the corpus (building its vocabulary unless one is given). Returns the
@@ -220,11 +214,11 @@ class LanguageModelRecipe:
     def check(self) -> None:
         if self.corpus is None:
             raise UsageError("give a corpus to train on (a text file, or - for stdin)")
-        self.data.validate()
         LanguageModelConfig.check_options(self.model_config)
 
-    def default_run_dir(self) -> Path:
-        return default_run_dir(self.corpus)
+    @property
+    def data_file(self) -> str:
+        return self.corpus
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         data, settings, probe_seconds = self.data, None, 0.0

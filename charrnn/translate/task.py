@@ -244,11 +244,11 @@ class TranslatorRecipe:
     def check(self) -> None:
         if self.pairs_path is None:
             raise UsageError("give a pair file to train on (source<TAB>target lines)")
-        self.data.validate()
         TranslatorConfig.check_options(self.model_config)
 
-    def default_run_dir(self) -> Path:
-        return Path("checkpoints") / Path(self.pairs_path).name.split(".")[0]
+    @property
+    def data_file(self) -> str:
+        return self.pairs_path
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         split, data, _, path = load_split(self.pairs_path, self.data)
