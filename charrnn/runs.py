@@ -10,12 +10,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .devices import resolve_device, resolve_precision
+from .errors import UsageError
 from .events import TrainingEvent
 from .train import Trainer, TrainConfig, TrainingTask, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 
@@ -64,6 +65,26 @@ class TaskRecipe(Protocol):
     def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
         """The run a checkpoint was saved from, rebuilt from it (its model, vocabularies and data
         settings); train: its training settings, with the stop conditions the caller gave."""
+
+
+@dataclass
+class OneFileRecipe:
+    """What the recipe of a task trained from one data file holds (the language model's corpus,
+    the translator's pairs): the file (None: not given; with a resume, the run's own), the model
+    options and the data settings."""
+
+    data_file: str | None
+    model_config: dict
+    data: Any
+    # Each task's: its model config class (whose check_options checks model_config), and the error
+    # for a new run given no data file.
+    config_type: ClassVar[type]
+    missing_data: ClassVar[str]
+
+    def check(self) -> None:
+        if self.data_file is None:
+            raise UsageError(self.missing_data)
+        self.config_type.check_options(self.model_config)
 
 
 def default_run_dir(data_file: str) -> Path:

@@ -9,6 +9,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..data import (
 from ..devices import autocast, resolve_device
 from ..errors import CharrnnError, UsageError
 from ..events import TrainingEvent
-from ..runs import PreparedRun, RunPlace, train_task
+from ..runs import OneFileRecipe, PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult, make_optimizer
 from ..vocab import Vocab, format_characters
 from .adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, WEIGHT_DECAY, RunLength,
@@ -202,27 +203,17 @@ def train_language_model(corpus: str | None, *, model_config: dict | None = None
 
 
 @dataclass
-class LanguageModelRecipe:
-    """How runs.train_task builds a language-model run."""
+class LanguageModelRecipe(OneFileRecipe):
+    """How runs.train_task builds a language-model run: data_file is the corpus ('-': stdin)."""
 
-    corpus: str | None
-    model_config: dict
-    data: LanguageDataConfig
     cache_dir: Path | None = None
     name: str = TASK
-
-    def check(self) -> None:
-        if self.corpus is None:
-            raise UsageError("give a corpus to train on (a text file, or - for stdin)")
-        LanguageModelConfig.check_options(self.model_config)
-
-    @property
-    def data_file(self) -> str:
-        return self.corpus
+    config_type: ClassVar[type] = LanguageModelConfig
+    missing_data: ClassVar[str] = "give a corpus to train on (a text file, or - for stdin)"
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         data, settings, probe_seconds = self.data, None, 0.0
-        vocab, tokens, corpus_file = prepare_corpus(self.corpus, data, place.run_dir, cache_dir=self.cache_dir)
+        vocab, tokens, corpus_file = prepare_corpus(self.data_file, data, place.run_dir, cache_dir=self.cache_dir)
         model_config = {**self.model_config, "vocab_size": vocab.size}
         if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
                     model_config.get("dropout"), train.weight_decay):
@@ -240,11 +231,11 @@ class LanguageModelRecipe:
             model_config["dropout"] = settings.dropout
         model = LanguageModel(LanguageModelConfig(**model_config))
         train = train.with_defaults(min_lr_ratio=MIN_LR_RATIO, eval_tokens=EVAL_TOKENS)
-        return PreparedRun(self._task(model, vocab, tokens, data, self.corpus, corpus_file), train,
+        return PreparedRun(self._task(model, vocab, tokens, data, self.data_file, corpus_file), train,
                            settings_note=settings.note() if settings else None, seconds_spent=probe_seconds)
 
     def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
-        corpus = self.corpus
+        corpus = self.data_file
         if corpus is None:
             if checkpoint.metadata.get("corpus_path") is None:
                 raise UsageError("this run was trained from stdin (or on an older charrnn); give its corpus again")

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -18,7 +19,7 @@ from ..devices import resolve_device
 from ..errors import UsageError
 from ..events import TrainingEvent
 from ..normalise import as_written_sentence, learn_casing
-from ..runs import PreparedRun, RunPlace, train_task
+from ..runs import OneFileRecipe, PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult
 from ..vocab import SEQ2SEQ_SPECIALS, Vocab
 from .decoding import beam_search, greedy_search
@@ -233,32 +234,22 @@ def train_translator(pairs_path: str | None, *, model_config: dict | None = None
 
 
 @dataclass
-class TranslatorRecipe:
-    """How runs.train_task builds a translation run."""
+class TranslatorRecipe(OneFileRecipe):
+    """How runs.train_task builds a translation run: data_file is the pair file."""
 
-    pairs_path: str | None
-    model_config: dict
-    data: TranslationDataConfig
     name: str = TASK
-
-    def check(self) -> None:
-        if self.pairs_path is None:
-            raise UsageError("give a pair file to train on (source<TAB>target lines)")
-        TranslatorConfig.check_options(self.model_config)
-
-    @property
-    def data_file(self) -> str:
-        return self.pairs_path
+    config_type: ClassVar[type] = TranslatorConfig
+    missing_data: ClassVar[str] = "give a pair file to train on (source<TAB>target lines)"
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
-        split, data, _, path = load_split(self.pairs_path, self.data)
+        split, data, _, path = load_split(self.data_file, self.data)
         source_vocab, target_vocab = build_vocabs(split, data)
         model = Translator(TranslatorConfig(source_vocab_size=source_vocab.size, target_vocab_size=target_vocab.size,
                                             pad_id=PAD, **self.model_config))
         return self._prepared(model, source_vocab, target_vocab, split, data, path, train.with_defaults(**TRAIN_DEFAULTS))
 
     def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
-        pairs_path = self.pairs_path or recorded_data_file(checkpoint.metadata["corpus_path"])
+        pairs_path = self.data_file or recorded_data_file(checkpoint.metadata["corpus_path"])
         split, data, _, path = load_split(pairs_path, TranslationDataConfig.from_checkpoint(checkpoint))
         model = Translator(TranslatorConfig(**checkpoint.metadata["model_config"]))
         return self._prepared(model, Vocab.from_dict(checkpoint.metadata["source_vocab"]), Vocab.from_dict(checkpoint.metadata["target_vocab"]),
