@@ -147,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         _error("aborted")
         code = 130
     except typer.TyperException as exc:  # bad options and arguments: typer's parser reports them
-        if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
-            print(exc.ctx.get_help(), file=sys.stderr)
-        else:
+        # A group given no arguments: the error printed the group's help as it was raised.
+        if type(exc).__name__ != "NoArgsIsHelpError":
             _error(exc.format_message())
         code = getattr(exc, "exit_code", 2)
     except CharrnnError as exc:

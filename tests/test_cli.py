@@ -297,3 +297,10 @@ def test_every_training_command_takes_the_shared_options():
         options = {param.name for param in command.params}
         expected = set(TRAINING_OPTIONS) - ({"resume", "overwrite"} if name == "classify cv" else set())
         assert expected <= options, (name, expected - options)
+
+
+@pytest.mark.parametrize("args", [(), ("corpus",)])
+def test_a_group_without_arguments_prints_its_help_once(args, tmp_path):
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert (proc.stdout + proc.stderr).decode().count("Usage: charrnn") == 1
