@@ -14,15 +14,23 @@ from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, W
 from .tasks import describe_metrics
 from .train import StopReason, best_record
 
-stderr_console = Console(stderr=True, highlight=False)
+# soft_wrap: a line longer than the console (a path in a summary) stays one line, as a log file or
+# a terminal narrower than Rich's 80-column default for non-terminals wants it.
+stderr_console = Console(stderr=True, highlight=False, soft_wrap=True)
+LOG_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
 
 
 class TrainingProgress:
-    """Consumes the trainer's events and draws a tqdm bar on stderr: step, train loss, val bpc,
-    characters per second, ETA. quiet=True shows nothing."""
+    """Consumes the trainer's events and shows progress on stderr: step, train loss, val bpc,
+    characters per second, ETA. On a terminal, a tqdm bar; elsewhere (a log file, CI, nohup), one
+    plain line at each evaluation and at least every LOG_EVERY seconds, never carriage returns.
+    quiet=True shows nothing."""
 
-    def __init__(self, *, quiet: bool = False, unit: str = "char"):
+    def __init__(self, *, quiet: bool = False, unit: str = "char", terminal: bool | None = None):
         self.quiet = quiet
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.total: int | None = None
+        self._last_line = 0.0  # training seconds at the last plain progress line
         self.unit = unit  # what the rate counts: "char" for a char model, "tok" for tokens
         self.bar = None
         self.last_val: tuple[str, float] | None = None
@@ -43,11 +51,15 @@ class TrainingProgress:
             )
             if event.settings:
                 stderr_console.print(f"settings: {describe_settings(event.settings)}", markup=False, soft_wrap=True)
-            self.bar = tqdm(total=event.total_steps, initial=event.step, file=sys.stderr, unit="step", dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
-        elif isinstance(event, StepEvent) and self.bar is not None:
-            if event.total_steps is not None and self.bar.total != event.total_steps:
-                self.bar.total = event.total_steps
+            self.total = event.total_steps
+            if self.terminal:
+                self.bar = tqdm(total=event.total_steps, initial=event.step, file=sys.stderr, unit="step",
+                                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        elif isinstance(event, StepEvent):
+            if event.total_steps is not None:
+                self.total = event.total_steps
+                if self.bar is not None and self.bar.total != event.total_steps:
+                    self.bar.total = event.total_steps
             self.loss = event.loss if self.loss is None else 0.9 * self.loss + 0.1 * event.loss
             # Characters per second over the last second or more (over the run before that).
             if self._rate_mark is None:
@@ -57,21 +69,33 @@ class TrainingProgress:
                 self.rate = (event.tokens - self._rate_mark[0]) / seconds
                 if seconds >= 1.0:
                     self._rate_mark = (event.tokens, event.elapsed)
-            self.bar.update(event.step - self.bar.n)
-            self._postfix()
+            if self.bar is not None:
+                self.bar.update(event.step - self.bar.n)
+                self.bar.set_postfix_str(self._figures(), refresh=False)
+            elif event.elapsed - self._last_line >= LOG_EVERY:
+                self._line(event.step, event.elapsed)
         elif isinstance(event, EvalEvent):
             # Bits per character where the task reports them (language models), else the loss.
             record = event.record
             self.last_val = ("bpc", record["val_bpc"]) if "val_bpc" in record else ("loss", record["val_loss"])
-            self._postfix()
+            if self.bar is not None:
+                self.bar.set_postfix_str(self._figures(), refresh=False)
+            else:
+                self._line(record["step"], record["elapsed"])
         elif isinstance(event, EndEvent) and self.bar is not None:
             self.bar.close()
 
-    def _postfix(self):
+    def _figures(self) -> str:
         parts = [f"loss {self.loss:.3f}" if self.loss is not None else "loss -"]
         parts.append(f"val {self.last_val[0]} {self.last_val[1]:.3f}" if self.last_val is not None else "val -")
         parts.append(f"{self.rate:,.0f} {self.unit}/s")
-        self.bar.set_postfix_str(", ".join(parts), refresh=False)
+        return ", ".join(parts)
+
+    def _line(self, step: int, elapsed: float) -> None:
+        """One plain progress line, for a stderr that is not a terminal."""
+        of = f"/{self.total:,}" if self.total else ""
+        stderr_console.print(f"step {step:,}{of}, {elapsed:.0f}s: {self._figures()}", markup=False)
+        self._last_line = elapsed
 
 
 def describe_settings(note: dict) -> str:

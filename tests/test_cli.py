@@ -304,3 +304,26 @@ def test_a_group_without_arguments_prints_its_help_once(args, tmp_path):
     proc = run(*args, cwd=tmp_path)
     assert proc.returncode == 2
     assert (proc.stdout + proc.stderr).decode().count("Usage: charrnn") == 1
+
+
+def test_progress_without_a_terminal_is_plain_lines(capsys):
+    from charrnn.console import LOG_EVERY, TrainingProgress
+    from charrnn.events import EvalEvent, StartEvent, StepEvent
+
+    progress = TrainingProgress(unit="tok", terminal=False)
+    progress(StartEvent(step=0, total_steps=300, parameters=1000, device="cpu", precision="fp32", time_budget=None))
+    for step in range(1, 301):  # one step a tenth of a second: 30 s of training
+        progress(StepEvent(step=step, loss=1.0, lr=1e-3, grad_norm=1.0, tokens=step * 100, elapsed=step * 0.1,
+                           total_steps=300))
+        if step % 100 == 0:
+            progress(EvalEvent({"step": step, "elapsed": step * 0.1, "val_loss": 0.9}, 0.9, True))
+    err = capsys.readouterr().err
+    assert "\r" not in err  # a log file gets lines, not a redrawn bar
+    lines = [line for line in err.splitlines() if line.startswith("step ")]
+    assert len(lines) == 3  # one an evaluation
+    assert lines[0].startswith("step 100/300, 10s: loss") and "val loss 0.900" in lines[-1]
+    # Without evaluations, a line every LOG_EVERY seconds of training.
+    for step in range(301, 301 + int(2.5 * LOG_EVERY / 0.1)):
+        progress(StepEvent(step=step, loss=1.0, lr=1e-3, grad_norm=1.0, tokens=step * 100, elapsed=step * 0.1,
+                           total_steps=None))
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]) == 2
