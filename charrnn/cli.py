@@ -3,6 +3,7 @@ function each. torch is imported inside the commands, so `charrnn --help` starts
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -53,15 +54,22 @@ def _root(
 
 
 @app.command(context_settings=CONTEXT)
-def info(checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or run folder.")]):
+def info(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint file or run folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The same as one JSON object.")] = False,
+):
     """Show a checkpoint's model, vocabulary, training time and best validation figures."""
     from .checkpoint import checkpoint_file, load_checkpoint
-    from .console import print_checkpoint_info
+    from .console import checkpoint_summary, print_checkpoint_info
 
     path = checkpoint_file(checkpoint)
     saved = load_checkpoint(path)
     parameters = sum(t.numel() for t in saved.model_state.values() if t.is_floating_point())
-    print_checkpoint_info(str(path), saved, parameters)
+    summary = checkpoint_summary(str(path), saved, parameters)
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print_checkpoint_info(summary)
 
 
 @app.command(context_settings=CONTEXT)

@@ -128,34 +128,45 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
         stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
 
 
-def print_checkpoint_info(path: str, checkpoint: Checkpoint, parameters: int) -> None:
-    """A table of what a checkpoint holds and how it was made, on stdout: it is the result
-    `charrnn info` was asked for."""
+def checkpoint_summary(path: str, checkpoint: Checkpoint, parameters: int) -> dict:
+    """What a checkpoint holds and how it was made, as plain values (`charrnn info --json`)."""
     metadata = checkpoint.metadata
-    table = Table(title=f"{path}", show_header=False, title_justify="left")
+    state = checkpoint.train_state
+    best = best_record(state.get("history", []), state.get("best_step")) if state else None
+    vocabularies = {field: metadata[field].get("kind") for field in ("vocab", "source_vocab", "target_vocab")
+                    if field in metadata}
+    return {
+        "path": path, "task": checkpoint.task, "format_version": checkpoint.format_version,
+        "model_config": metadata.get("model_config", {}), "parameters": parameters, "vocabularies": vocabularies,
+        "corpus": metadata.get("corpus"), "steps": state.get("step"), "tokens_seen": state.get("tokens_seen"),
+        "training_seconds": state.get("elapsed"), "best_validation": best, "resumable": checkpoint.resumable,
+        "notes": metadata.get("notes") or {},
+    }
+
+
+def print_checkpoint_info(summary: dict) -> None:
+    """checkpoint_summary as a table on stdout: it is the result `charrnn info` was asked for."""
+    table = Table(title=summary["path"], show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    table.add_row("task", str(checkpoint.task))
-    table.add_row("format version", str(checkpoint.format_version))
-    for key, value in metadata.get("model_config", {}).items():
+    table.add_row("task", str(summary["task"]))
+    table.add_row("format version", str(summary["format_version"]))
+    for key, value in summary["model_config"].items():
         table.add_row(f"model.{key}", str(value))
-    table.add_row("parameters", f"{parameters:,}")
-    for field in ("vocab", "source_vocab", "target_vocab"):
-        if field in metadata:
-            label = "vocabulary" if field == "vocab" else field.replace("_vocab", " vocabulary")
-            table.add_row(label, str(metadata[field].get("kind")))
-    if metadata.get("corpus"):
-        table.add_row("corpus", str(metadata["corpus"]))
-    state = checkpoint.train_state
-    if state:
-        table.add_row("steps", f"{state.get('step', 0):,}")
-        table.add_row("tokens seen", f"{state.get('tokens_seen', 0):,}")
-        table.add_row("training time", f"{state.get('elapsed', 0.0):.1f}s")
-        best = best_record(state.get("history", []), state.get("best_step"))
-        if best is not None:
-            table.add_row("best validation", f"{describe_metrics(checkpoint.task, best)} (step {best['step']})")
-    table.add_row("resumable", "yes" if checkpoint.resumable else "no (weights only)")
-    for key, value in (metadata.get("notes") or {}).items():
+    table.add_row("parameters", f"{summary['parameters']:,}")
+    for field, kind in summary["vocabularies"].items():
+        table.add_row("vocabulary" if field == "vocab" else field.replace("_vocab", " vocabulary"), str(kind))
+    if summary["corpus"]:
+        table.add_row("corpus", str(summary["corpus"]))
+    if summary["steps"] is not None:
+        table.add_row("steps", f"{summary['steps']:,}")
+        table.add_row("tokens seen", f"{summary['tokens_seen'] or 0:,}")
+        table.add_row("training time", f"{summary['training_seconds'] or 0.0:.1f}s")
+    best = summary["best_validation"]
+    if best is not None:
+        table.add_row("best validation", f"{describe_metrics(summary['task'], best)} (step {best['step']})")
+    table.add_row("resumable", "yes" if summary["resumable"] else "no (weights only)")
+    for key, value in summary["notes"].items():
         table.add_row(key, str(value))
     Console(highlight=False).print(table)
 

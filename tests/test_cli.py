@@ -327,3 +327,19 @@ def test_progress_without_a_terminal_is_plain_lines(capsys):
         progress(StepEvent(step=step, loss=1.0, lr=1e-3, grad_norm=1.0, tokens=step * 100, elapsed=step * 0.1,
                            total_steps=None))
     assert len([line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]) == 2
+
+
+def test_sample_and_info_have_json_forms(trained):
+    root, _ = trained
+    proc = run("sample", "-c", "checkpoints/corpus", "-n", "40", "--seed", "1", "--num-samples", "2", "--prime", "th",
+               "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [(r["sample"], r["seed"]) for r in rows] == [(1, 1), (2, 2)]
+    assert all(r["prime"] == "th" and r["text"].startswith("th") and len(r["text"]) == 42 for r in rows)
+    plain = run("sample", "-c", "checkpoints/corpus", "-n", "40", "--seed", "1", "--prime", "th", cwd=root)
+    assert plain.stdout.decode() == rows[0]["text"] + "\n"  # the same sample, streamed
+    info = run("info", "checkpoints/corpus", "--json", cwd=root)
+    summary = json.loads(info.stdout)
+    assert summary["task"] == "language_model" and summary["steps"] > 0 and summary["resumable"]
+    assert summary["best_validation"]["val_loss"] > 0 and summary["path"].endswith("best.pt")

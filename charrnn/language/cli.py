@@ -3,6 +3,7 @@ Thin commands over charrnn.language.task, like the rest of the CLI; torch is imp
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -69,9 +70,10 @@ def sample(
     prime: Annotated[Optional[str], typer.Option(help="Text to start from (printed before the sample).")] = None,
     prime_file: Annotated[Optional[Path], typer.Option(help="Read the prime from this file.")] = None,
     length: Annotated[int, typer.Option("--length", "-n", help="Tokens (characters for a char model) to generate.")] = 1000,
-    num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a blank line.")] = 1,
+    num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a blank line (with --json: one line each).")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line a sample: sample, seed, prime, text (the prime included), written when the sample is complete.")] = False,
 ):
     """Generate text from a trained model, streamed to stdout as it is made."""
     if prime is not None and prime_file is not None:
@@ -90,14 +92,22 @@ def sample(
     model, vocab, _ = load_language_model(checkpoint_or_bundled(checkpoint, BUNDLED_LANGUAGE_MODEL), device=device)
     out = sys.stdout
     for i in range(num_samples):
+        sample_seed = None if seed is None else seed + i
+        pieces = sample_text(model, vocab, prime=prime if prime is not None else "\n", length=length, sampling=sampling,
+                             seed=sample_seed)
+        if as_json:
+            # Samples may hold blank lines themselves: a JSON line each keeps them apart.
+            text = (prime or "") + "".join(pieces)
+            out.write(json.dumps({"sample": i + 1, "seed": sample_seed, "prime": prime, "text": text}, ensure_ascii=False) + "\n")
+            out.flush()
+            continue
         if i > 0:
             out.write("\n\n")
-        pieces = sample_text(model, vocab, prime=prime if prime is not None else "\n", length=length, sampling=sampling,
-                             seed=None if seed is None else seed + i)
         if prime is not None:
             out.write(prime)
         for piece in pieces:
             out.write(piece)
             out.flush()
-    out.write("\n")
+    if not as_json:
+        out.write("\n")
     out.flush()
