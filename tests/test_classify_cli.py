@@ -99,3 +99,17 @@ def test_strong_imbalance_is_warned_about(tmp_path):
                "--embedding-size", "8", "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert "charrnn: warning: the classes are imbalanced (common 80, rare 2)" in proc.stderr.decode()
+
+
+def test_eval_and_cross_validation_have_json_forms(trained):
+    proc = run("classify", "eval", "-c", "checkpoints/topics/best.pt", "--json", cwd=trained)
+    assert proc.returncode == 0, proc.stderr.decode()
+    result = json.loads(proc.stdout)
+    assert result["labels"] == ["food", "sport", "weather"] and sum(map(sum, result["confusion"])) == result["examples"]
+    assert 0.9 <= result["accuracy"] <= 1.0 and len(result["f1"]) == 3
+    cv = run("classify", "cv", "topics.food", "topics.sport", "topics.weather", "--folds", "2", *TRAIN_OPTIONS, "--json",
+             "-q", cwd=trained)
+    assert cv.returncode == 0, cv.stderr.decode()
+    summary = json.loads(cv.stdout)
+    assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
+    assert summary["accuracy"]["mean"] == pytest.approx(sum(f["accuracy"] for f in summary["per_fold"]) / 2)

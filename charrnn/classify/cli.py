@@ -140,12 +140,13 @@ def classify_eval(
     skip_bad: SkipBad = False,
     encoding: Encoding = "utf-8",
     device: Device = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: the figures, each class's F1 and the confusion matrix.")] = False,
 ):
     """Accuracy and macro-F1 on labelled data (stdout), and the confusion matrix (stderr)."""
     from ..console import print_confusion_matrix
     from ..plots import plot_confusion
     from .task import (ClassificationDataConfig, evaluate_classifier, load_classifier, read_evaluation_data,
-                                 validation_split)
+                       validation_split)
 
     model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
     if data:
@@ -156,13 +157,22 @@ def classify_eval(
         described = "the run's validation split"
     trained = ClassificationDataConfig.from_checkpoint(payload)
     metrics = evaluate_classifier(model, vocab, label_names, examples, data=trained, counted=not data)
-    print(f"accuracy\t{metrics.accuracy:.4f}")
-    print(f"macro_f1\t{metrics.macro_f1:.4f}")
-    print(f"calibration_error\t{metrics.calibration_error:.4f}")
-    print(f"examples\t{len(examples)}")
+    if as_json:
+        print(json.dumps({"data": described, "examples": len(examples), "accuracy": metrics.accuracy,
+                          "macro_f1": metrics.macro_f1, "calibration_error": metrics.calibration_error,
+                          "labels": list(label_names), "f1": metrics.f1, "confusion": metrics.confusion}))
+    else:
+        _print_eval_lines(metrics, len(examples))
     print_confusion_matrix(metrics.confusion, label_names, title=f"confusion matrix on {described} (rows: true, columns: predicted)")
     if plot is not None:
         plot_confusion(metrics.confusion, label_names, plot)
+
+
+def _print_eval_lines(metrics, examples: int) -> None:
+    print(f"accuracy\t{metrics.accuracy:.4f}")
+    print(f"macro_f1\t{metrics.macro_f1:.4f}")
+    print(f"calibration_error\t{metrics.calibration_error:.4f}")
+    print(f"examples\t{examples}")
 
 
 @classify_app.command("cv", context_settings=CONTEXT)
@@ -171,6 +181,7 @@ def classify_eval(
 def classify_cv(
     data_files: DataFiles,
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: mean and spread of each figure, and every fold's.")] = False,
     **shared,
 ):
     """k-fold cross-validation: train on k-1 folds, score on the held-out one, for every fold;
@@ -189,11 +200,16 @@ def classify_cv(
 
     result = cross_validate(data_files, folds=folds, model_config=model_config, data=data, train=train, run_dir=run_dir,
                             device=device, precision=precision, on_event=print_warnings, on_fold=report, pretrain=pretrain)
-    accuracy, accuracy_spread = CrossValidation.mean_and_spread(result.accuracies)
-    f1, f1_spread = CrossValidation.mean_and_spread([m.macro_f1 for m in result.folds])
-    print(f"accuracy\t{accuracy:.4f}\t± {accuracy_spread:.4f}")
-    print(f"macro_f1\t{f1:.4f}\t± {f1_spread:.4f}")
-    calibration, calibration_spread = CrossValidation.mean_and_spread([m.calibration_error for m in result.folds])
-    print(f"calibration_error\t{calibration:.4f}\t± {calibration_spread:.4f}")
+    figures = {name: CrossValidation.mean_and_spread([getattr(m, name) for m in result.folds])
+               for name in ("accuracy", "macro_f1", "calibration_error")}
+    seconds_per_fold = sum(result.seconds) / len(result.seconds)
+    if as_json:
+        per_fold = [{"accuracy": m.accuracy, "macro_f1": m.macro_f1, "calibration_error": m.calibration_error,
+                     "seconds": seconds} for m, seconds in zip(result.folds, result.seconds)]
+        print(json.dumps({"folds": folds, **{name: {"mean": mean, "sd": spread} for name, (mean, spread) in figures.items()},
+                          "seconds_per_fold": seconds_per_fold, "per_fold": per_fold}))
+        return
+    for name, (mean, spread) in figures.items():
+        print(f"{name}\t{mean:.4f}\t± {spread:.4f}")
     print(f"folds\t{folds}")
-    print(f"seconds_per_fold\t{sum(result.seconds) / len(result.seconds):.1f}")
+    print(f"seconds_per_fold\t{seconds_per_fold:.1f}")
