@@ -63,9 +63,7 @@ def info(
     from .console import checkpoint_summary, print_checkpoint_info
 
     path = checkpoint_file(checkpoint)
-    saved = load_checkpoint(path)
-    parameters = sum(t.numel() for t in saved.model_state.values() if t.is_floating_point())
-    summary = checkpoint_summary(str(path), saved, parameters)
+    summary = checkpoint_summary(str(path), load_checkpoint(path))
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
     else:

@@ -128,9 +128,11 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
         stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
 
 
-def checkpoint_summary(path: str, checkpoint: Checkpoint, parameters: int) -> dict:
+def checkpoint_summary(path: str, checkpoint: Checkpoint) -> dict:
     """What a checkpoint holds and how it was made, as plain values (`charrnn info --json`)."""
     metadata = checkpoint.metadata
+    # Floating tensors only: integer buffers (the classifier's n-gram counts) are not parameters.
+    parameters = sum(t.numel() for t in checkpoint.model_state.values() if t.is_floating_point())
     state = checkpoint.train_state
     best = best_record(state.get("history", []), state.get("best_step")) if state else None
     vocabularies = {field: metadata[field].get("kind") for field in ("vocab", "source_vocab", "target_vocab")

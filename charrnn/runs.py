@@ -6,7 +6,6 @@ to build its TrainingTask (data, vocabularies, model) for a new run or from a ch
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +118,6 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
         claim_run_dir(place.run_dir, overwrite=overwrite)
         # The model's first weights come from the seed (the Trainer seeds its loop again at step 0).
         torch.manual_seed(train.seed)
-        random.seed(train.seed)
         prepared = recipe.new_run(train, place)
     if prepared.ended is not None:
         return prepared.ended

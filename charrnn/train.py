@@ -157,7 +157,7 @@ class TrainResult:
     stop_reason: StopReason
     run_dir: Path
     final_metrics: dict
-    task: str | None = None  # the task's name, which says how to describe its metrics
+    task: str  # the task's name, which says how to describe its metrics
 
 
 def learning_rate_at(step: int, config: TrainConfig, total_steps: int) -> float:

@@ -365,8 +365,14 @@ def validation_split(checkpoint: Checkpoint) -> LabelledTexts:
         raise UsageError("this checkpoint does not name its data; give labelled data with --data")
     paths = [locate_data_file(recorded_data_file(p), "data file") for p in checkpoint.metadata["data_paths"]]
     examples = read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding, label_names=checkpoint.metadata["label_names"])
-    _, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
-    return examples.subset(val_index)
+    return train_validation_split(examples, data)[1]
+
+
+def train_validation_split(examples: LabelledTexts, data: ClassificationDataConfig) -> tuple[LabelledTexts, LabelledTexts]:
+    """The texts a run trains on and the stratified share of each class it holds out for validation
+    (data.val_frac, data.split_seed): the same split every time for the same texts and settings."""
+    train_index, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
+    return examples.subset(train_index), examples.subset(val_index)
 
 
 def check_model_options(model_config: dict | None, pretrain: TrainConfig | None) -> None:
@@ -419,7 +425,7 @@ class ClassifierRecipe:
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         data = self.data
         examples, paths = self._examples(self.data_paths, data, place)
-        train_set, val_set = self._split(examples, data)
+        train_set, val_set = train_validation_split(examples, data)
         vocab = build_vocab(train_set.texts, data)
         label_names = list(examples.label_names)
         model = Classifier(ClassifierConfig(vocab_size=vocab.size, num_classes=len(label_names), pad_id=PAD,
@@ -449,7 +455,7 @@ class ClassifierRecipe:
         data = ClassificationDataConfig.from_checkpoint(checkpoint)
         data_paths = self.data_paths or [recorded_data_file(p) for p in checkpoint.metadata.get("data_paths") or []]
         examples, paths = self._examples(data_paths, data, place)
-        train_set, val_set = self._split(examples, data)
+        train_set, val_set = train_validation_split(examples, data)
         vocab = Vocab.from_dict(checkpoint.metadata["vocab"])
         model = Classifier(ClassifierConfig(**checkpoint.metadata["model_config"]))  # its weights and counts: Trainer.load_resume_state
         task = ClassificationTask(model, vocab, list(checkpoint.metadata["label_names"]),
@@ -466,11 +472,6 @@ class ClassifierRecipe:
         examples, paths = read_training_data(data_paths, data)
         _warn_if_imbalanced(examples, place.on_event)
         return examples, paths
-
-    @staticmethod
-    def _split(examples: LabelledTexts, data: ClassificationDataConfig) -> tuple[LabelledTexts, LabelledTexts]:
-        train_index, val_index = stratified_split(examples.labels, data.val_frac, seed=data.split_seed)
-        return examples.subset(train_index), examples.subset(val_index)
 
 
 # -- inference ---------------------------------------------------------------------------------
