@@ -155,7 +155,7 @@ def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("--folds", type=int, default=10, help="cross-validation folds [default: 10; 2 with --quick]")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="classifier for the speed and out-of-domain tables [default: the bundled checkpoints/sentiment.pt]")
+                        help="classifier for the speed and out-of-domain tables [default: the bundled sentiment model]")
     parser.add_argument("--side-by-side", action="store_true",
                         help="run the two charrnn configurations at once, one thread each")
     parser.add_argument("--speed-only", action="store_true", help="only the speed table, no cross-validation")
@@ -221,11 +221,10 @@ def written_fold_scores(files: list[Path], folds: int, kept: Path) -> dict[str, 
 def everyday_table(files: list[Path], args) -> None:
     """Out of domain: the everyday-reviews set scored by charrnn's classifier (trained on all of
     rt-polarity) and by the TF-IDF baseline fitted on the same texts."""
-    from charrnn.cli_support import bundled_checkpoint
     from charrnn.classify.labelled import read_labelled
     from charrnn.classify.task import ClassificationDataConfig, evaluate_classifier, load_classifier
 
-    checkpoint = args.checkpoint or bundled_checkpoint("sentiment.pt")
+    checkpoint = args.checkpoint or "sentiment"
     everyday_file = EVERYDAY / f"everyday-reviews-{args.everyday_split}.tsv"
     model, vocab, label_names, saved = load_classifier(checkpoint, device="cpu")
     trained = ClassificationDataConfig.from_checkpoint(saved)
@@ -263,9 +262,8 @@ def tfidf_logistic_regression():
 
 
 def speed_table(files: list[Path], args) -> None:
-    from charrnn.cli_support import bundled_checkpoint
 
-    checkpoint = args.checkpoint or bundled_checkpoint("sentiment.pt")
+    checkpoint = args.checkpoint or "sentiment"
     if checkpoint.exists():
         print_table(["decoding", "sentences", "sentences/s"], classification_speed(files, checkpoint),
                     title=f"Classification speed of {checkpoint.name} on rt-polarity sentences (CPU, {args.threads} threads)")

@@ -29,6 +29,7 @@ _PUBLIC = {
     "generate": "language.sampling",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
+    "bundled_models": "checkpoint",
     "LanguageDataConfig": "language.task",
     "train_language_model": "language.task",
     "load_language_model": "language.task",

@@ -20,6 +20,8 @@ FORMAT = "charrnn"
 # the classifier's n-gram counts apart from its state dict. Both are read (Checkpoint.from_stored).
 FORMAT_VERSION = 3
 # The keys of a flat (version 1 or 2) checkpoint that were not the task's metadata.
+# The bundled models: package data beside this module (see models/README.md for how each was made).
+BUNDLED_DIR = Path(__file__).resolve().parent / "models"
 _FLAT_PARTS = ("format", "format_version", "task", "model_state", "train_config", "train_state", "optimizer_state",
                "data_state", "rng_state", "resumable", "ngram_counts")
 
@@ -120,10 +122,21 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def bundled_models() -> dict[str, Path]:
+    """The trained models shipped inside the package, by name: {"sentiment": .../sentiment.pt, ...}.
+    They are package data, so a wheel installed anywhere carries them and works offline."""
+    return {path.stem: path for path in sorted(BUNDLED_DIR.glob("*.pt"))}
+
+
 def checkpoint_file(path: str | Path) -> Path:
     """The checkpoint a path names: a file as it is; a run folder's best.pt, else its last.pt
-    (a run stopped before its first evaluation has only last.pt)."""
+    (a run stopped before its first evaluation has only last.pt); and where no such file or folder
+    exists, a bare name such as "shakespeare" (or "shakespeare.pt") names a bundled model."""
     path = Path(path)
+    if not path.exists() and path.name == str(path) and path.suffix in ("", ".pt"):
+        bundled = bundled_models().get(path.stem)
+        if bundled is not None:
+            return bundled
     if not path.is_dir():
         return path
     for name in ("best.pt", "last.pt"):
@@ -141,7 +154,8 @@ def load_checkpoint(path: str | Path, *, task: str | None = None) -> Checkpoint:
     """
     path = checkpoint_file(path)
     if not path.exists():
-        raise CharrnnError(f"checkpoint {path} does not exist")
+        names = ", ".join(bundled_models())
+        raise CharrnnError(f"checkpoint {path} does not exist (the bundled models: {names or 'none in this install'})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - garbage input makes torch.load raise almost any type

@@ -1,11 +1,10 @@
-"""What the command groups share: help options, a group with a default command, the bundled
-checkpoints, and stdin read in chunks. No torch here: `charrnn --help` must start fast."""
+"""What the command groups share: help options, a group with a default command, and stdin read
+in chunks. No torch here: `charrnn --help` must start fast."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
@@ -15,7 +14,6 @@ from .errors import CharrnnError, UsageError
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 DEFAULT_COMMAND = "text"
 STDIN_CHUNK = 256  # stdin lines handled per batch: output flows while input is still coming
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -27,21 +25,6 @@ class DefaultCommandGroup(TyperGroup):
         if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
-
-
-def bundled_checkpoint(name: str) -> Path:
-    """A model shipped in the repository's checkpoints/ folder, such as shakespeare.pt."""
-    return BUNDLED_DIR / name
-
-
-def checkpoint_or_bundled(checkpoint: Path | None, name: str) -> Path:
-    """The checkpoint asked for, else the bundled one of that name (a clear error if missing)."""
-    if checkpoint is not None:
-        return checkpoint
-    path = bundled_checkpoint(name)
-    if not path.exists():
-        raise CharrnnError(f"the bundled checkpoint {path} is missing; pass -c CHECKPOINT")
-    return path
 
 
 def input_lines(texts: Sequence[str] | None, what: str) -> Iterator[list[str]]:

@@ -27,7 +27,8 @@ from . import __version__
 from .errors import CharrnnError, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MANIFEST_PATH = REPO_ROOT / "corpora" / "manifest.json"
+# Package data beside this module, so that an installed wheel knows the corpora too.
+MANIFEST_PATH = Path(__file__).resolve().parent / "corpora.json"
 CHUNK = 256 * 1024  # read and hash in pieces of this size: memory stays flat for any download
 ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, KeyError, EOFError, zlib.error, gzip.BadGzipFile)
 

@@ -4,20 +4,18 @@ today's code: the language model samples, the translator translates, the classif
 
 import pytest
 
-from charrnn.cli_support import bundled_checkpoint
+from charrnn.checkpoint import bundled_models
 
 
 def bundled(name):
-    path = bundled_checkpoint(name)
-    if not path.exists():
-        pytest.skip(f"no bundled {name} in this checkout")
-    return path
+    assert name in bundled_models(), f"the package lacks its bundled model {name}"
+    return name  # loaded by name, as users do
 
 
 def test_the_bundled_language_model_samples():
     from charrnn.language.task import load_language_model, sample_text
 
-    model, vocab, _ = load_language_model(bundled("shakespeare.pt"), device="cpu")
+    model, vocab, _ = load_language_model(bundled("shakespeare"), device="cpu")
     text = "".join(sample_text(model, vocab, prime="ROMEO:", length=40, seed=1))
     assert len(text) == 40 and text.strip()
 
@@ -25,7 +23,7 @@ def test_the_bundled_language_model_samples():
 def test_the_bundled_translator_translates_typed_input():
     from charrnn.translate.task import TranslationDataConfig, load_translator, translate
 
-    model, source_vocab, target_vocab, payload = load_translator(bundled("spa-eng.pt"), device="cpu")
+    model, source_vocab, target_vocab, payload = load_translator(bundled("spa-eng"), device="cpu")
     data = TranslationDataConfig.from_checkpoint(payload)
     [result] = translate(model, source_vocab, target_vocab, ["where is the train station"], normalise=True,
                          casing=data.source_casing)
@@ -35,7 +33,7 @@ def test_the_bundled_translator_translates_typed_input():
 def test_the_bundled_classifier_reads_casing_and_punctuation_alike():
     from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
 
-    model, vocab, label_names, payload = load_classifier(bundled("sentiment.pt"), device="cpu")
+    model, vocab, label_names, payload = load_classifier(bundled("sentiment"), device="cpu")
     data = ClassificationDataConfig.from_checkpoint(payload)
     variants = ["a gorgeous , witty , seductive movie .", "A gorgeous, witty, seductive movie!"]
     predictions = classify(model, vocab, label_names, variants, data=data)

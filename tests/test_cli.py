@@ -211,16 +211,28 @@ def test_bpe_tokenizer_end_to_end(tmp_path):
 
 
 def test_bundled_checkpoint_is_the_default(tmp_path):
-    from charrnn.language.cli import BUNDLED_LANGUAGE_MODEL
-    from charrnn.cli_support import bundled_checkpoint
-
-    if not bundled_checkpoint(BUNDLED_LANGUAGE_MODEL).exists():
-        pytest.skip("no bundled checkpoint in this checkout")
     proc = run("sample", "-n", "200", "--seed", "1", "--prime", "ROMEO:", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().startswith("ROMEO:") and len(proc.stdout.decode()) == len("ROMEO:") + 201
-    info = run("info", str(bundled_checkpoint(BUNDLED_LANGUAGE_MODEL)), cwd=tmp_path)
+    named = run("sample", "-c", "shakespeare", "-n", "200", "--seed", "1", "--prime", "ROMEO:", cwd=tmp_path)
+    assert named.stdout == proc.stdout  # the default is the bundled model, by name
+    info = run("info", "shakespeare.pt", cwd=tmp_path)
     assert b"tinyshakespeare" in info.stdout
+
+
+def test_a_missing_checkpoint_names_the_bundled_models(tmp_path):
+    proc = run("sample", "-c", "shakespear", cwd=tmp_path)
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr
+    assert b"shakespear does not exist" in proc.stderr and b"spa-eng" in proc.stderr
+
+
+def test_a_file_of_a_bundled_model_name_wins_over_the_bundled_model(tmp_path):
+    from charrnn.checkpoint import checkpoint_file
+
+    (tmp_path / "shakespeare").mkdir()
+    (tmp_path / "shakespeare" / "best.pt").write_bytes(b"")
+    assert checkpoint_file(tmp_path / "shakespeare") == tmp_path / "shakespeare" / "best.pt"
+    assert checkpoint_file("shakespeare").parent.name == "models"  # cwd has no such folder
 
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):

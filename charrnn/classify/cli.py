@@ -11,10 +11,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
-from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
+from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, finish_training, input_lines
 from ..errors import UsageError
 
-BUNDLED = "sentiment.pt"
+BUNDLED = "sentiment"  # charrnn/models/sentiment.pt
 # Defaults measured on rt-polarity folds (README, "How the defaults were chosen"); train and cv share them.
 DEFAULT_EPOCHS = 20.0
 LEARNING_RATE = 5e-3
@@ -89,7 +89,7 @@ def _configs(options: TrainingOptions, own: dict):
 @classify_app.command(DEFAULT_COMMAND, context_settings=CONTEXT)
 def classify_text(
     texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify \\[default: lines from stdin].")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Classifier checkpoint \\[default: the bundled sentiment model].")] = None,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Classifier checkpoint: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: text, label, probability of every class.")] = False,
     batch_size: Annotated[int, typer.Option(help="Texts classified together.")] = 256,
     device: Device = "auto",
@@ -99,7 +99,7 @@ def classify_text(
     from .task import ClassificationDataConfig, classify, load_classifier
 
     chunks = input_lines(texts, "texts to classify")
-    model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
+    model, vocab, label_names, payload = load_classifier(checkpoint, device=device)
     trained = ClassificationDataConfig.from_checkpoint(payload)
     for lines in chunks:
         for p in classify(model, vocab, label_names, lines, data=trained, batch_size=batch_size):
@@ -134,7 +134,7 @@ def classify_train(
 
 @classify_app.command("eval", context_settings=CONTEXT)
 def classify_eval(
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Classifier checkpoint \\[default: the bundled model].")] = None,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Classifier checkpoint: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     data: Annotated[Optional[list[str]], typer.Option(help="Labelled data to score: a text<TAB>label file, or one file per class (repeat --data) \\[default: the run's validation split].")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Save the confusion matrix as a PNG.")] = None,
     skip_bad: SkipBad = False,
@@ -148,7 +148,7 @@ def classify_eval(
     from .task import (ClassificationDataConfig, evaluate_classifier, load_classifier, read_evaluation_data,
                        validation_split)
 
-    model, vocab, label_names, payload = load_classifier(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
+    model, vocab, label_names, payload = load_classifier(checkpoint, device=device)
     if data:
         examples = read_evaluation_data(data, label_names, skip_bad=skip_bad, encoding=encoding)
         described = ", ".join(data)

@@ -11,10 +11,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
-from ..cli_support import checkpoint_or_bundled, finish_training
+from ..cli_support import finish_training
 from ..errors import CharrnnError, UsageError
 
-BUNDLED_LANGUAGE_MODEL = "shakespeare.pt"
+BUNDLED = "shakespeare"  # charrnn/models/shakespeare.pt
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def train(
 
 
 def sample(
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint to sample from \\[default: the bundled Shakespeare model].")] = None,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint to sample from: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     temp: Annotated[float, typer.Option("--temp", "-t", help="Temperature; 0 is greedy.")] = 0.8,
     top_k: Annotated[Optional[int], typer.Option(help="Sample only from the K most likely tokens.")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="Sample only from the smallest set of tokens whose probability reaches P.")] = None,
@@ -89,7 +89,7 @@ def sample(
     from .task import load_language_model, sample_text
 
     sampling = SamplingConfig(temperature=temp, top_k=top_k, top_p=top_p)
-    model, vocab, _ = load_language_model(checkpoint_or_bundled(checkpoint, BUNDLED_LANGUAGE_MODEL), device=device)
+    model, vocab, _ = load_language_model(checkpoint, device=device)
     out = sys.stdout
     for i in range(num_samples):
         sample_seed = None if seed is None else seed + i

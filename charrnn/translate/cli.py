@@ -11,10 +11,10 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
-from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, checkpoint_or_bundled, finish_training, input_lines
+from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, finish_training, input_lines
 from ..errors import UsageError
 
-BUNDLED = "spa-eng.pt"
+BUNDLED = "spa-eng"  # charrnn/models/spa-eng.pt
 
 translate_app = typer.Typer(
     cls=DefaultCommandGroup,
@@ -28,7 +28,7 @@ translate_app = typer.Typer(
 @translate_app.command(DEFAULT_COMMAND, context_settings=CONTEXT)
 def translate_text(
     texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate \\[default: lines from stdin].")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint \\[default: the bundled English-Spanish model].")] = None,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Translator checkpoint: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
     max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens \\[default: twice the input plus 10].")] = None,
     length_penalty: Annotated[float, typer.Option(help="Beam search: rank by score / length ** this.")] = 1.0,
@@ -46,7 +46,7 @@ def translate_text(
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
     chunks = input_lines(texts, "sentences to translate")
-    model, source_vocab, target_vocab, payload = load_translator(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
+    model, source_vocab, target_vocab, payload = load_translator(checkpoint, device=device)
     data = TranslationDataConfig.from_checkpoint(payload)
     if normalise is None:
         normalise = bool(data.written_sources)
@@ -125,7 +125,7 @@ def translate_train(
 
 @translate_app.command("eval", context_settings=CONTEXT)
 def translate_eval(
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Translator checkpoint \\[default: the bundled model].")] = None,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Translator checkpoint: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     data: Annotated[Optional[str], typer.Option(help="The pair file the model was trained on \\[default: the path in the checkpoint].")] = None,
     split: Annotated[str, typer.Option(help="test (held out, for reporting) or dev (for choosing settings).")] = "test",
     beam: Annotated[int, typer.Option(help="Beam size to report beside greedy decoding.")] = 5,
@@ -141,7 +141,7 @@ def translate_eval(
 
     if beam < 1:
         raise UsageError(f"--beam must be at least 1, not {beam}")
-    model, source_vocab, target_vocab, payload = load_translator(checkpoint_or_bundled(checkpoint, BUNDLED), device=device)
+    model, source_vocab, target_vocab, payload = load_translator(checkpoint, device=device)
     pairs = held_out_pairs(payload, data, split)
     results = evaluate_translations(model, source_vocab, target_vocab, pairs, beams=sorted({1, beam}), batch_size=batch_size)
     console = Console(highlight=False)
