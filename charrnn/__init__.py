@@ -25,6 +25,7 @@ _PUBLIC = {
     "EvalEvent": "events",
     "EndEvent": "events",
     "WarningEvent": "events",
+    "PreparingEvent": "events",
     "SamplingConfig": "language.sampling",
     "generate": "language.sampling",
     "save_checkpoint": "checkpoint",

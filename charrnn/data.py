@@ -211,6 +211,15 @@ def split_point(length: int, val_frac: float) -> int:
     return length - int(round(length * val_frac))
 
 
+def check_one_batch(train_tokens: int, batch_size: int, seq_len: int) -> None:
+    """Refuse a corpus too short to give each of batch_size streams one window of seq_len."""
+    if train_tokens // batch_size < seq_len + 1:
+        raise CharrnnError(
+            f"corpus too short: {train_tokens} training tokens, need at least {batch_size * (seq_len + 1)} for one "
+            f"batch of {batch_size} x {seq_len}; use a longer corpus or lower --batch-size / --seq-len"
+        )
+
+
 class StreamBatches:
     """Stateful truncated-BPTT batches: the token range is cut into batch_size contiguous
     streams read side by side, seq_len tokens at a time, so row b of one batch continues row b
@@ -227,12 +236,7 @@ class StreamBatches:
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.stream_len = (end - start) // batch_size
-        if self.stream_len < seq_len + 1:
-            needed = batch_size * (seq_len + 1)
-            raise CharrnnError(
-                f"corpus too short: {end - start} training tokens, need at least {needed} for one batch "
-                f"of {batch_size} x {seq_len}; use a longer corpus or lower --batch-size / --seq-len"
-            )
+        check_one_batch(end - start, batch_size, seq_len)
         self.position = 0
 
     @property

@@ -75,6 +75,16 @@ class EndEvent(TrainingEvent):
 
 
 @dataclass(frozen=True)
+class PreparingEvent(TrainingEvent):
+    """What a run is doing before its first step, once its data has been read and checked
+    (building the vocabulary, encoding, timing this machine), so that a slow start is not a
+    silent one; not written to the log."""
+
+    kind: ClassVar[str] = "preparing"
+    message: str
+
+
+@dataclass(frozen=True)
 class WarningEvent(TrainingEvent):
     """Something the user should know before the run's results (such as strongly imbalanced
     classes); not written to the log."""

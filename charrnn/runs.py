@@ -16,7 +16,7 @@ import torch
 from .checkpoint import Checkpoint, load_checkpoint
 from .devices import resolve_device, resolve_precision
 from .errors import UsageError
-from .events import TrainingEvent
+from .events import PreparingEvent, TrainingEvent
 from .train import Trainer, TrainConfig, TrainingTask, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
 
 
@@ -28,6 +28,11 @@ class RunPlace:
     device: torch.device
     amp_dtype: torch.dtype | None
     on_event: Callable[[TrainingEvent], None] | None
+
+    def preparing(self, message: str) -> None:
+        """Say what the run is doing before its first step (see PreparingEvent)."""
+        if self.on_event is not None:
+            self.on_event(PreparingEvent(message))
 
 
 @dataclass

@@ -426,6 +426,7 @@ class ClassifierRecipe:
         data = self.data
         examples, paths = self._examples(self.data_paths, data, place)
         train_set, val_set = train_validation_split(examples, data)
+        place.preparing(f"building the vocabulary from {len(train_set.texts):,} training texts")
         vocab = build_vocab(train_set.texts, data)
         label_names = list(examples.label_names)
         model = Classifier(ClassifierConfig(vocab_size=vocab.size, num_classes=len(label_names), pad_id=PAD,

@@ -21,6 +21,7 @@ from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import (
     StreamBatches,
+    check_one_batch,
     build_vocab,
     default_cache_dir,
     encode_to_token_file,
@@ -217,6 +218,9 @@ class LanguageModelRecipe(OneFileRecipe):
         model_config = {**self.model_config, "vocab_size": vocab.size}
         if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
                     model_config.get("dropout"), train.weight_decay):
+            # A corpus too short for even one stream is refused before seconds are spent timing.
+            check_one_batch(split_point(len(tokens), data.val_frac), data.batch_size or 1, data.seq_len or SEQ_LEN)
+            place.preparing("timing training steps on this machine to choose the settings left unset")
             started = time.perf_counter()
             # The timing builds and steps models of its own: the random state is put back after
             # it, so the model built next starts from the seed whatever the timing drew.

@@ -243,20 +243,23 @@ class TranslatorRecipe(OneFileRecipe):
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         split, data, _, path = load_split(self.data_file, self.data)
+        place.preparing(f"building the vocabularies from {len(split.train):,} training pairs")
         source_vocab, target_vocab = build_vocabs(split, data)
         model = Translator(TranslatorConfig(source_vocab_size=source_vocab.size, target_vocab_size=target_vocab.size,
                                             pad_id=PAD, **self.model_config))
-        return self._prepared(model, source_vocab, target_vocab, split, data, path, train.with_defaults(**TRAIN_DEFAULTS))
+        return self._prepared(model, source_vocab, target_vocab, split, data, path, train.with_defaults(**TRAIN_DEFAULTS), place)
 
     def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
         pairs_path = self.data_file or recorded_data_file(checkpoint.metadata["corpus_path"])
         split, data, _, path = load_split(pairs_path, TranslationDataConfig.from_checkpoint(checkpoint))
         model = Translator(TranslatorConfig(**checkpoint.metadata["model_config"]))
         return self._prepared(model, Vocab.from_dict(checkpoint.metadata["source_vocab"]), Vocab.from_dict(checkpoint.metadata["target_vocab"]),
-                              split, data, path, train)
+                              split, data, path, train, place)
 
     @staticmethod
-    def _prepared(model, source_vocab, target_vocab, split, data, path: Path, train: TrainConfig) -> PreparedRun:
+    def _prepared(model, source_vocab, target_vocab, split, data, path: Path, train: TrainConfig,
+                  place: RunPlace) -> PreparedRun:
+        place.preparing(f"encoding {len(split.train) + len(split.dev):,} pairs")
         train_pairs = encode_pairs(split.train, source_vocab, target_vocab, max_tokens=data.max_tokens)
         dev_pairs = encode_pairs(split.dev, source_vocab, target_vocab)
         task = TranslationTask(model, source_vocab, target_vocab, train_pairs, dev_pairs, data, seed=train.seed,
@@ -350,6 +353,7 @@ def attention_weights(model: Translator, source_vocab: Vocab, translation: Trans
 @dataclass
 class EvalResult:
     decoding: str  # "greedy" or "beam N"
+    beam: int  # 1: greedy
     bleu: float
     chrf: float
     sentences_per_second: float
@@ -390,6 +394,7 @@ def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: 
         hypotheses = [o.text for o in outputs]
         results.append(EvalResult(
             decoding="greedy" if beam == 1 else f"beam {beam}",
+            beam=beam,
             bleu=sacrebleu.corpus_bleu(hypotheses, references).score,
             chrf=sacrebleu.corpus_chrf(hypotheses, references).score,
             sentences_per_second=len(sources) / seconds,
