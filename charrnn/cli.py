@@ -16,6 +16,7 @@ from .classify.cli import classify_app
 from .cli_support import CONTEXT
 from .errors import CharrnnError, UsageError
 from .language.cli import sample, train
+from .run_commands import plot, runs
 from .translate.cli import translate_app
 
 app = typer.Typer(
@@ -24,7 +25,7 @@ app = typer.Typer(
     context_settings=CONTEXT,
     rich_markup_mode="rich",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
 )
 corpus_app = typer.Typer(help="List and download the public corpora charrnn knows.", context_settings=CONTEXT, no_args_is_help=True)
@@ -32,6 +33,8 @@ corpus_app = typer.Typer(help="List and download the public corpora charrnn know
 # charrnn sample), the others as groups.
 app.command(context_settings=CONTEXT)(train)
 app.command(context_settings=CONTEXT)(sample)
+app.command(context_settings=CONTEXT)(runs)
+app.command(context_settings=CONTEXT)(plot)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(translate_app, name="translate")
 app.add_typer(classify_app, name="classify")
@@ -45,7 +48,7 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ):
     """Train and use small recurrent sequence models (RNN, LSTM, GRU) on your own text."""
 
@@ -98,13 +101,20 @@ def export(
 
 
 @corpus_app.command("list", context_settings=CONTEXT)
-def corpus_list():
+def corpus_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a corpus: name, description, licence, attribution, files, url, path.")] = False,
+):
     """List the known corpora, their licences and whether they are available here."""
     from .corpora import list_corpora
 
     for entry in list_corpora():
-        status = f"found at {entry.local_path}" if entry.local_path else "not downloaded"
-        print(f"{entry.name}\t{entry.description}\t{entry.licence}\t{status}")
+        path = str(entry.local_path) if entry.local_path else None
+        if as_json:
+            print(json.dumps({"name": entry.name, "description": entry.description, "licence": entry.licence,
+                              "attribution": entry.attribution, "files": entry.files, "url": entry.url, "path": path},
+                             ensure_ascii=False))
+        else:
+            print(f"{entry.name}\t{entry.description}\t{entry.licence}\t{f'found at {path}' if path else 'not downloaded'}")
 
 
 @corpus_app.command("download", context_settings=CONTEXT)
@@ -112,6 +122,7 @@ def corpus_download(
     name: Annotated[str, typer.Argument(help="Corpus name from `charrnn corpus list`.")],
     dest: Annotated[Path, typer.Option(help="Folder to download into.")] = Path("corpora"),
     url: Annotated[Optional[str], typer.Option(help="Download from this URL (a mirror) instead of the manifest's; the checksum is still verified.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: name, path, licence, attribution.")] = False,
 ):
     """Download a public corpus, verify its sha256 checksum, and store it atomically."""
     from .corpora import download_corpus, list_corpora
@@ -120,7 +131,11 @@ def corpus_download(
     entry = next(e for e in list_corpora() if e.name == name)
     # Some licences (CC-BY) require the attribution to travel with anything made from the data.
     print(f"{name}: {entry.licence}; attribution: {entry.attribution}", file=sys.stderr)
-    print(path)
+    if as_json:
+        print(json.dumps({"name": name, "path": str(path), "licence": entry.licence, "attribution": entry.attribution},
+                         ensure_ascii=False))
+    else:
+        print(path)
 
 
 # -- entry point -------------------------------------------------------------------------------

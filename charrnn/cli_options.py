@@ -21,6 +21,7 @@ TRAINING_OPTIONS: dict[str, tuple[Any, Any, typer.models.OptionInfo]] = {
     "run_dir": (Optional[Path], None, typer.Option("--run-dir", "-o", rich_help_panel="Run", help="Where best.pt, last.pt and log.jsonl go \\[default: checkpoints/<name of the data>/].")),
     "overwrite": (bool, False, typer.Option("--overwrite", rich_help_panel="Run", help="Replace an earlier run in the run folder instead of refusing.")),
     "quiet": (bool, False, typer.Option("--quiet", "-q", rich_help_panel="Run", help="No progress output.")),
+    "as_json": (bool, False, typer.Option("--json", rich_help_panel="Run", help="When the run ends, its outcome as one JSON object on stdout: run_dir, task, stop_reason, steps, elapsed, final, best, best_step, checkpoints.")),
     "max_steps": (Optional[int], None, typer.Option(rich_help_panel="Stopping", help="Stop after this many optimiser steps.")),
     "epochs": (Optional[float], None, typer.Option(rich_help_panel="Stopping", help="Stop after this many passes over the training data \\[default: the task's, when no other stop is given].")),
     "time_budget": (Optional[float], None, typer.Option(rich_help_panel="Stopping", help="Stop after this many seconds of training, evaluations included.")),
@@ -96,6 +97,7 @@ class TrainingOptions:
     run_dir: Path | None
     overwrite: bool
     quiet: bool
+    as_json: bool
     max_steps: int | None
     epochs: float | None
     time_budget: float | None

@@ -3,6 +3,7 @@ in chunks. No torch here: `charrnn --help` must start fast."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -21,10 +22,30 @@ class DefaultCommandGroup(TyperGroup):
     (named DEFAULT_COMMAND): `charrnn translate "It is late."` translates, `charrnn translate
     train PAIRS` trains."""
 
+    showing_help = False
+
     def parse_args(self, ctx, args):
         if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
+
+    def format_help(self, ctx, formatter):
+        """The group's help shows the default command's arguments and options (they are what
+        `charrnn translate --help` is asked about) above the other subcommands."""
+        self.showing_help = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.showing_help = False
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        if not self.showing_help:
+            return params  # parsing: the group itself takes only --help
+        own_names = {name for param in params for name in param.opts}
+        default = self.commands[DEFAULT_COMMAND]
+        borrowed = [param for param in default.get_params(ctx) if not own_names & set(param.opts)]
+        return [*borrowed, *params]
 
 
 def input_lines(texts: Sequence[str] | None, what: str) -> Iterator[list[str]]:
@@ -48,14 +69,17 @@ def _stdin_chunks() -> Iterator[list[str]]:
         yield chunk
 
 
-def finish_training(result, *, quiet: bool, command: str) -> None:
+def finish_training(result, *, quiet: bool, command: str, as_json: bool = False) -> None:
     """What every training command does once its run has ended: the summary on stderr (unless
-    quiet), exit code 130 after Ctrl-C, and a one-line error if the loss diverged."""
-    from .console import print_training_summary
+    quiet), the outcome as one JSON object on stdout (with --json), exit code 130 after Ctrl-C,
+    and a one-line error if the loss diverged."""
+    from .console import print_training_summary, training_outcome
     from .train import StopReason
 
     if not quiet:
         print_training_summary(result, command)
+    if as_json:
+        print(json.dumps(training_outcome(result), ensure_ascii=False), flush=True)
     if result.stop_reason is StopReason.INTERRUPTED:
         raise typer.Exit(130)
     if result.stop_reason is StopReason.DIVERGED:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .checkpoint import Checkpoint
-from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
+from .events import EndEvent, EvalEvent, PreparingEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
 from .tasks import describe_metrics
 from .train import StopReason, best_record
 
@@ -42,7 +42,9 @@ class TrainingProgress:
         print_warnings(event)  # even when quiet: a warning is not progress
         if self.quiet:
             return
-        if isinstance(event, StartEvent):
+        if isinstance(event, PreparingEvent):
+            stderr_console.print(f"{event.message} ...", markup=False)
+        elif isinstance(event, StartEvent):
             from tqdm import tqdm
 
             stderr_console.print(
@@ -128,6 +130,19 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
         stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
 
 
+def training_outcome(result) -> dict:
+    """How a run ended, as plain values (the training commands' --json): run_dir, task,
+    stop_reason, steps, elapsed (seconds), final and best (validation records: step, elapsed,
+    tokens and the task's figures; null without an evaluation), best_step, checkpoints."""
+    state = result.state
+    return {
+        "run_dir": str(result.run_dir), "task": result.task, "stop_reason": str(result.stop_reason), "steps": state.step,
+        "elapsed": state.elapsed, "final": result.final_metrics or None, "best": best_record(state.history, state.best_step),
+        "best_step": state.best_step,
+        "checkpoints": [str(result.run_dir / name) for name in ("best.pt", "last.pt") if (result.run_dir / name).exists()],
+    }
+
+
 def checkpoint_summary(path: str, checkpoint: Checkpoint) -> dict:
     """What a checkpoint holds and how it was made, as plain values (`charrnn info --json`)."""
     metadata = checkpoint.metadata
@@ -147,29 +162,33 @@ def checkpoint_summary(path: str, checkpoint: Checkpoint) -> dict:
 
 
 def print_checkpoint_info(summary: dict) -> None:
-    """checkpoint_summary as a table on stdout: it is the result `charrnn info` was asked for."""
+    """checkpoint_summary on stdout, the result `charrnn info` was asked for: a table on a
+    terminal, else one `field<TAB>value` line a field (a drawn table would wrap and box a pipe)."""
+    rows = [("task", str(summary["task"])), ("format version", str(summary["format_version"]))]
+    rows += [(f"model.{key}", str(value)) for key, value in summary["model_config"].items()]
+    rows.append(("parameters", f"{summary['parameters']:,}"))
+    for field, kind in summary["vocabularies"].items():
+        rows.append(("vocabulary" if field == "vocab" else field.replace("_vocab", " vocabulary"), str(kind)))
+    if summary["corpus"]:
+        rows.append(("corpus", str(summary["corpus"])))
+    if summary["steps"] is not None:
+        rows += [("steps", f"{summary['steps']:,}"), ("tokens seen", f"{summary['tokens_seen'] or 0:,}"),
+                 ("training time", f"{summary['training_seconds'] or 0.0:.1f}s")]
+    best = summary["best_validation"]
+    if best is not None:
+        rows.append(("best validation", f"{describe_metrics(summary['task'], best)} (step {best['step']})"))
+    rows.append(("resumable", "yes" if summary["resumable"] else "no (weights only)"))
+    rows += [(key, str(value)) for key, value in summary["notes"].items()]
+    if not sys.stdout.isatty():
+        print(f"path\t{summary['path']}")
+        for field, value in rows:
+            print(f"{field}\t{value}")
+        return
     table = Table(title=summary["path"], show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    table.add_row("task", str(summary["task"]))
-    table.add_row("format version", str(summary["format_version"]))
-    for key, value in summary["model_config"].items():
-        table.add_row(f"model.{key}", str(value))
-    table.add_row("parameters", f"{summary['parameters']:,}")
-    for field, kind in summary["vocabularies"].items():
-        table.add_row("vocabulary" if field == "vocab" else field.replace("_vocab", " vocabulary"), str(kind))
-    if summary["corpus"]:
-        table.add_row("corpus", str(summary["corpus"]))
-    if summary["steps"] is not None:
-        table.add_row("steps", f"{summary['steps']:,}")
-        table.add_row("tokens seen", f"{summary['tokens_seen'] or 0:,}")
-        table.add_row("training time", f"{summary['training_seconds'] or 0.0:.1f}s")
-    best = summary["best_validation"]
-    if best is not None:
-        table.add_row("best validation", f"{describe_metrics(summary['task'], best)} (step {best['step']})")
-    table.add_row("resumable", "yes" if summary["resumable"] else "no (weights only)")
-    for key, value in summary["notes"].items():
-        table.add_row(key, str(value))
+    for field, value in rows:
+        table.add_row(field, value)
     Console(highlight=False).print(table)
 
 

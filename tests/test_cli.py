@@ -355,3 +355,52 @@ def test_sample_and_info_have_json_forms(trained):
     summary = json.loads(info.stdout)
     assert summary["task"] == "language_model" and summary["steps"] > 0 and summary["resumable"]
     assert summary["best_validation"]["val_loss"] > 0 and summary["path"].endswith("best.pt")
+
+
+def test_train_and_corpus_list_have_json_forms(tmp_path):
+    (tmp_path / "c.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    proc = run("train", "c.txt", "--max-steps", "6", "--eval-every", "3", "-b", "4", "--seq-len", "16",
+               "--hidden-size", "16", "--num-layers", "1", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    [line] = proc.stdout.decode().splitlines()  # progress and the summary stay on stderr
+    outcome = json.loads(line)
+    assert set(outcome) == {"run_dir", "task", "stop_reason", "steps", "elapsed", "final", "best", "best_step", "checkpoints"}
+    assert outcome["stop_reason"] == "max_steps" and outcome["steps"] == 6 and outcome["task"] == "language_model"
+    assert outcome["best"]["val_loss"] <= outcome["final"]["val_loss"] and outcome["best_step"] in (3, 6)
+    assert [os.path.basename(p) for p in outcome["checkpoints"]] == ["best.pt", "last.pt"]
+    listing = run("corpus", "list", "--json", cwd=tmp_path)
+    corpora = [json.loads(line) for line in listing.stdout.decode().splitlines()]
+    assert {"tinyshakespeare", "spa-eng", "rt-polarity"} <= {c["name"] for c in corpora}
+    assert all(set(c) == {"name", "description", "licence", "attribution", "files", "url", "path"} for c in corpora)
+
+
+def test_info_without_a_terminal_prints_plain_lines(tmp_path):
+    proc = run("info", "spa-eng", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    fields = dict(line.split("\t", 1) for line in proc.stdout.decode().splitlines())
+    assert fields["task"] == "translator" and fields["path"].endswith("spa-eng.pt")
+    assert "│" not in proc.stdout.decode() and "┃" not in proc.stdout.decode()  # no drawn table in a pipe
+
+
+def test_group_help_shows_the_default_commands_options(tmp_path):
+    for group, own, subcommands in (("translate", ("--beam", "--json", "--plot", "--checkpoint"), ("train", "eval")),
+                                    ("classify", ("--json", "--batch-size", "--checkpoint"), ("train", "eval", "cv"))):
+        proc = run(group, "--help", cwd=tmp_path, env_extra={"COLUMNS": "200"})
+        assert proc.returncode == 0, proc.stderr.decode()
+        text = proc.stdout.decode()
+        assert text.count("Usage:") == 1
+        for word in (*own, *subcommands):
+            assert word in text, (group, word)
+        assert "│ text " not in text  # the default command is not listed: its name is not something users type
+
+
+def test_version_and_shell_completion(tmp_path):
+    from charrnn import __version__
+
+    for flag in ("-V", "--version"):
+        assert run(flag, cwd=tmp_path).stdout.decode().strip() == f"charrnn {__version__}"
+    script = run("--show-completion", "bash", cwd=tmp_path)
+    assert script.returncode == 0 and "_CHARRNN_COMPLETE" in script.stdout.decode()
+    completed = run(cwd=tmp_path, env_extra={"_CHARRNN_COMPLETE": "complete_bash", "COMP_WORDS": "charrnn tr",
+                                             "COMP_CWORD": "1"})
+    assert completed.stdout.decode().split() == ["train", "translate"]

@@ -71,8 +71,21 @@ def test_attention_plot(trained):
 def test_eval_reports_bleu_and_chrf(trained):
     proc = run("translate", "eval", "-c", "checkpoints/pairs/best.pt", "--beam", "3", "--examples", "2", cwd=trained)
     assert proc.returncode == 0, proc.stderr.decode()
-    out = proc.stdout.decode()
-    assert "BLEU" in out and "chrF" in out and "greedy" in out and "beam 3" in out and "100 held-out" in out
+    header, *rows = [line.split("\t") for line in proc.stdout.decode().splitlines()]
+    assert header == ["decoding", "bleu", "chrf", "looping", "sentences_per_second"]
+    assert [row[0] for row in rows] == ["greedy", "beam 3"] and all(0 <= float(row[1]) <= 100 for row in rows)
+    err = proc.stderr.decode()
+    assert "100 held-out" in err and "examples" in err  # the human part goes to stderr
+
+
+def test_eval_json_lines(trained):
+    proc = run("translate", "eval", "-c", "checkpoints/pairs/best.pt", "--beam", "3", "--examples", "0", "--json", cwd=trained)
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [(line["decoding"], line["beam"]) for line in lines] == [("greedy", 1), ("beam 3", 3)]
+    for line in lines:
+        assert set(line) == {"decoding", "beam", "bleu", "chrf", "looping", "sentences_per_second", "pairs", "split"}
+        assert line["pairs"] == 100 and line["split"] == "test" and 0 <= line["chrf"] <= 100
 
 
 def test_malformed_pairs_and_bad_options(tmp_path):

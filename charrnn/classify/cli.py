@@ -86,9 +86,9 @@ def _configs(options: TrainingOptions, own: dict):
     return model_config, data, train, pretrain
 
 
-@classify_app.command(DEFAULT_COMMAND, context_settings=CONTEXT)
+@classify_app.command(DEFAULT_COMMAND, context_settings=CONTEXT, hidden=True)
 def classify_text(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify \\[default: lines from stdin].")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(metavar="TEXT", help="Texts to classify \\[default: lines from stdin].")] = None,
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Classifier checkpoint: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: text, label, probability of every class.")] = False,
     batch_size: Annotated[int, typer.Option(help="Texts classified together.")] = 256,
@@ -129,7 +129,7 @@ def classify_train(
     result = train_classifier(data_files, model_config=model_config, data=data, train=train, run_dir=options.run_dir,
                               resume=options.resume, device=options.device, precision=options.precision,
                               overwrite=options.overwrite, on_event=progress, pretrain=pretrain)
-    finish_training(result, quiet=options.quiet, command="charrnn classify train")
+    finish_training(result, quiet=options.quiet, command="charrnn classify train", as_json=options.as_json)
 
 
 @classify_app.command("eval", context_settings=CONTEXT)
@@ -177,11 +177,11 @@ def _print_eval_lines(metrics, examples: int) -> None:
 
 @classify_app.command("cv", context_settings=CONTEXT)
 @with_options(TRAINING_OPTIONS, CLASSIFIER_OPTIONS, defaults=CLASSIFIER_DEFAULTS, omit=("resume", "overwrite"),
-              helps={**CLASSIFIER_HELPS, "run_dir": "Keep the fold models in RUN_DIR/fold-N \\[default: a temporary folder]."})
+              helps={**CLASSIFIER_HELPS, "run_dir": "Keep the fold models in RUN_DIR/fold-N \\[default: a temporary folder].",
+                     "as_json": "One JSON object: mean and spread of each figure, and every fold's."})
 def classify_cv(
     data_files: DataFiles,
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: mean and spread of each figure, and every fold's.")] = False,
     **shared,
 ):
     """k-fold cross-validation: train on k-1 folds, score on the held-out one, for every fold;
@@ -192,6 +192,7 @@ def classify_cv(
     options = TrainingOptions.take(shared)
     model_config, data, train, pretrain = _configs(options, shared)
     quiet, run_dir, device, precision = options.quiet, options.run_dir, options.device, options.precision
+    as_json = options.as_json
 
     def report(k, metrics, seconds):
         if not quiet:

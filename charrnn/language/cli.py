@@ -56,7 +56,7 @@ def train(
         run_dir=options.run_dir, resume=options.resume, device=options.device, precision=options.precision,
         overwrite=options.overwrite, on_event=progress,
     )
-    finish_training(result, quiet=options.quiet, command="charrnn train")
+    finish_training(result, quiet=options.quiet, command="charrnn train", as_json=options.as_json)
 
 
 # -- sample ------------------------------------------------------------------------------------

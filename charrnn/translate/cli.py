@@ -25,9 +25,9 @@ translate_app = typer.Typer(
 )
 
 
-@translate_app.command(DEFAULT_COMMAND, context_settings=CONTEXT)
+@translate_app.command(DEFAULT_COMMAND, context_settings=CONTEXT, hidden=True)
 def translate_text(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate \\[default: lines from stdin].")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(metavar="TEXT", help="Sentences to translate \\[default: lines from stdin].")] = None,
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Translator checkpoint: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
     max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens \\[default: twice the input plus 10].")] = None,
@@ -120,7 +120,7 @@ def translate_train(
     result = train_translator(pairs, model_config=model_config, data=data, train=options.train_config(default_epochs=10.0),
                               run_dir=options.run_dir, resume=options.resume, device=options.device,
                               precision=options.precision, overwrite=options.overwrite, on_event=progress)
-    finish_training(result, quiet=options.quiet, command="charrnn translate train")
+    finish_training(result, quiet=options.quiet, command="charrnn translate train", as_json=options.as_json)
 
 
 @translate_app.command("eval", context_settings=CONTEXT)
@@ -129,33 +129,36 @@ def translate_eval(
     data: Annotated[Optional[str], typer.Option(help="The pair file the model was trained on \\[default: the path in the checkpoint].")] = None,
     split: Annotated[str, typer.Option(help="test (held out, for reporting) or dev (for choosing settings).")] = "test",
     beam: Annotated[int, typer.Option(help="Beam size to report beside greedy decoding.")] = 5,
-    examples: Annotated[int, typer.Option(help="Example translations to show.")] = 5,
+    examples: Annotated[int, typer.Option(help="Example translations to show (on stderr).")] = 5,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one a decoding: decoding, beam, bleu, chrf, looping, sentences_per_second, pairs, split.")] = False,
 ):
-    """BLEU and chrF (sacrebleu) on the held-out test pairs, greedy and beam, with examples."""
-    from rich.console import Console
+    """BLEU and chrF (sacrebleu) on the held-out test pairs, greedy and beam: one line a decoding
+    on stdout (tab-separated, with a header), examples on stderr."""
     from rich.table import Table
 
+    from ..console import stderr_console
     from .task import evaluate_translations, held_out_pairs, load_translator
 
     if beam < 1:
         raise UsageError(f"--beam must be at least 1, not {beam}")
     model, source_vocab, target_vocab, payload = load_translator(checkpoint, device=device)
     pairs = held_out_pairs(payload, data, split)
+    stderr_console.print(f"{len(pairs):,} held-out {split} pairs (sources never seen in training)")
     results = evaluate_translations(model, source_vocab, target_vocab, pairs, beams=sorted({1, beam}), batch_size=batch_size)
-    console = Console(highlight=False)
-    console.print(f"{len(pairs):,} held-out {split} pairs (sources never seen in training)", soft_wrap=True)
-    table = Table()
-    for column in ("decoding", "BLEU", "chrF", "looping outputs", "sentences/s"):
-        table.add_column(column, justify="left" if column == "decoding" else "right")
+    if not as_json:
+        print("decoding\tbleu\tchrf\tlooping\tsentences_per_second")
     for r in results:
-        table.add_row(r.decoding, f"{r.bleu:.1f}", f"{r.chrf:.1f}", f"{r.looping:,}", f"{r.sentences_per_second:,.0f}")
-    console.print(table)
-    shown = Table(title="examples", show_lines=True)
-    for column in ("source", "reference", results[-1].decoding):
-        shown.add_column(column)
-    for (source, reference), output in list(zip(pairs, results[-1].outputs))[:examples]:
-        shown.add_row(source, reference, output.text)
+        if as_json:
+            print(json.dumps({"decoding": r.decoding, "beam": r.beam, "bleu": r.bleu, "chrf": r.chrf, "looping": r.looping,
+                              "sentences_per_second": r.sentences_per_second, "pairs": len(pairs), "split": split}))
+        else:
+            print(f"{r.decoding}\t{r.bleu:.2f}\t{r.chrf:.2f}\t{r.looping}\t{r.sentences_per_second:.0f}")
     if examples > 0:
-        console.print(shown)
+        shown = Table(title=f"examples ({results[-1].decoding})", show_lines=True)
+        for column in ("source", "reference", "translation"):
+            shown.add_column(column)
+        for (source, reference), output in list(zip(pairs, results[-1].outputs))[:examples]:
+            shown.add_row(source, reference, output.text)
+        stderr_console.print(shown)
