@@ -105,6 +105,12 @@ class Recurrent(nn.Module):
         """
         hx = None
         if state is not None:
+            # The kernels want the state in the input's dtype: a state carried from a bf16 run
+            # (autocast returns bf16 states) into an fp32 one, as when a run is resumed with another
+            # --precision, would make them fail. Under autocast the kernel casts it back, so the
+            # values are the same. cuDNN also refuses a strided state (a slice of the streams).
+            # Both are free where the state already is so.
+            state = tuple(part.to(x.dtype).contiguous() for part in state)
             hx = state if self.config.cell == "lstm" else state[0]
         if lengths is None:
             out, hx = self.rnn(x, hx)  # (B, T, H * D)
@@ -132,10 +138,12 @@ class Stepper:
     calling the fused sequence kernel for one step spends far more on set-up than on the
     products. So each layer's step is one call of torch's cell function (torch.lstm_cell and its
     siblings) over a snapshot of the weights. When input_table (V, input_size) is given (an
-    embedding matrix), layer 0's input projection is precomputed for every token, bias included:
-    its cell gets a zero-width input and the token's row of that table as its input bias, so a
-    step reads one row instead of multiplying by the input weights. The snapshot goes stale if
-    the weights change: make a new stepper after training.
+    embedding matrix), step takes token ids. On the CPU, layer 0's input projection is then
+    precomputed for every token, bias included: its cell gets a zero-width input and the token's
+    row of that table as its input bias, so a step reads one row instead of multiplying by the
+    input weights. CUDA's fused cell kernels take only a 1-D bias, so there a step looks the
+    token's embedding up and the cell multiplies as usual (the product is cheap on a GPU). The
+    snapshot goes stale if the weights change: make a new stepper after training.
     """
 
     def __init__(self, layer: Recurrent, input_table: torch.Tensor | None = None):
@@ -145,14 +153,17 @@ class Stepper:
         self.cell = cfg.cell
         self._cell_step = _CELL_STEPS[cfg.cell]
         self.input_table = None  # (V, gates) when layer 0 reads its input projection from a table
+        self.embedding = None  # (V, input_size) when step looks token ids up and projects them
         self.layers = []  # per layer: [w_ih, w_hh, b_ih, b_hh], torch's gate order
         with torch.no_grad():
             for k in range(cfg.num_layers):
                 weights = [getattr(layer.rnn, f"{name}_l{k}").detach().clone()
                            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                if k == 0 and input_table is not None:
+                if k == 0 and input_table is not None and input_table.device.type == "cpu":
                     self.input_table = F.linear(input_table, weights[0], weights[2])  # (V, gates)
                     weights[0] = weights[0].new_empty(weights[0].shape[0], 0)  # (gates, 0)
+                elif k == 0 and input_table is not None:
+                    self.embedding = input_table.detach().clone()
                 self.layers.append(weights)
         self._no_input: dict[int, torch.Tensor] = {}  # zero-width inputs by batch size
 
@@ -176,6 +187,8 @@ class Stepper:
         layer_states comes from split_state. Returns the top layer's output (B, H) and the new
         layer states."""
         new_states = []
+        if self.embedding is not None:
+            x = self.embedding[x]  # (B, input_size)
         for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.layers):
             if k == 0 and self.input_table is not None:
                 b_ih = self.input_table[x]  # (B, gates): the token's input projection

@@ -90,6 +90,18 @@ def test_dropout_between_layers_only_in_training():
     assert not torch.allclose(a, c)
 
 
+@pytest.mark.parametrize("cell", CELL_TYPES)
+def test_a_bf16_state_continues_in_fp32(cell):
+    # What a run resumed with another --precision does: autocast left its carried state in bf16.
+    layer = _layer(cell, 2, False)
+    x = torch.randn(2, 4, 5)
+    state = tuple(part.to(torch.bfloat16) for part in layer.init_state(2))
+    out, new_state = layer(x, state)
+    reference, _ = layer(x, layer.init_state(2))
+    torch.testing.assert_close(out, reference)  # zeros are exact in bf16
+    assert all(part.dtype == torch.float32 for part in new_state)
+
+
 def test_unknown_cell_is_rejected():
     with pytest.raises(UsageError, match="--cell"):
         RecurrentConfig(cell="transformer")
@@ -104,8 +116,22 @@ def test_cudnn_matches_cpu(cell):
     cpu_out, _ = layer(x)
     gpu = layer.to("cuda")
     gpu.flatten_parameters()
-    gpu_out, _ = gpu(x.cuda())
+    # cuDNN computes RNNs in TF32 by default on GPUs that have it (differences near 1e-3): compare
+    # the fp32 kernel, which is what this test is about.
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        gpu_out, _ = gpu(x.cuda())
     torch.testing.assert_close(gpu_out.cpu(), cpu_out, atol=1e-4, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cudnn_takes_a_strided_state():
+    # A slice of the streams' state (as evaluation's one-row tail takes) is not contiguous.
+    layer = _layer("lstm", 2, False).to("cuda")
+    state = tuple(part[:, -1:] for part in layer.init_state(3, torch.device("cuda")))
+    assert not state[0].is_contiguous()
+    out, _ = layer(torch.randn(1, 4, 5, device="cuda"), state)
+    assert out.shape == (1, 4, layer.config.hidden_size)
 
 
 @pytest.mark.gpu
