@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .devices import resolve_device, resolve_precision
+from .devices import resolve_device, resolve_precision, start_device
 from .errors import UsageError
 from .events import PreparingEvent, TrainingEvent
 from .train import Trainer, TrainConfig, TrainingTask, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
@@ -107,6 +107,7 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
     unless overwrite; a resumed one continues in the checkpoint's folder unless run_dir is given."""
     torch_device = resolve_device(device)
     amp_dtype = resolve_precision(precision, torch_device)
+    start_device(torch_device, amp_dtype)  # before any clock starts, and before the seeding below
     checkpoint = None
     if resume is not None:
         path = resume_checkpoint_path(resume)

@@ -9,6 +9,7 @@ function `choose_settings`, so it can be tested by feeding it step costs."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -153,8 +154,12 @@ def probe_step_costs(time_step: Callable[[int, int], float], length: RunLength, 
     costs: list[StepCost] = []
     spent = 0.0
     for size in sizes:
+        # The wall time, not the step time times the steps: a shape's untimed first step sets its
+        # kernels up, which on a GPU costs far more than the timed steps (a cold H100 spent a 5 s
+        # budget on probing when this counted only the timed steps).
+        started = time.perf_counter()
         costs.append(StepCost(size, seq_len, time_step(size, seq_len)))
-        spent += costs[-1].seconds * (PROBE_STEPS + 1)
+        spent += time.perf_counter() - started
         if len(costs) >= 2 and learning_per_second(costs[-1], length) <= learning_per_second(costs[-2], length):
             break
         if time_limit is not None and spent > time_limit:
