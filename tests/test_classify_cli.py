@@ -19,9 +19,11 @@ def trained(tmp_path_factory):
     rows = synthetic_texts(600, seed=0)
     for label in ("food", "sport", "weather"):  # one file per class, named like rt-polarity's
         (root / f"topics.{label}").write_text("".join(f"{text}\n" for text, row_label in rows if row_label == label))
-    proc = run("classify", "train", "topics.food", "topics.sport", "topics.weather", *TRAIN_OPTIONS, cwd=root)
+    proc = run("classify", "train", "topics.food", "topics.sport", "topics.weather", *TRAIN_OPTIONS, "--json", cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout == b""  # progress and the summary go to stderr
+    [line] = proc.stdout.decode().splitlines()  # progress and the summary go to stderr; the outcome to stdout
+    outcome = json.loads(line)
+    assert outcome["task"] == "classifier" and outcome["steps"] == 120 and 0 <= outcome["best"]["val_accuracy"] <= 1
     assert "best validation:  loss" in proc.stderr.decode() and "accuracy" in proc.stderr.decode()
     return root
 

@@ -250,3 +250,15 @@ def test_cli_unknown_corpus_is_one_line(tmp_path):
     assert result.stderr.startswith("charrnn: error:") and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert not (tmp_path / "d").exists()
+
+
+def test_cli_download_json(tmp_path):
+    source = SHARED / "tinyshakespeare.txt"
+    if not source.is_file():
+        pytest.skip("no ../shared/corpora on this machine")
+    result = run_cli("corpus", "download", "tinyshakespeare", "--dest", str(tmp_path / "d"), "--url", source.as_uri(),
+                     "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    downloaded = json.loads(result.stdout)
+    assert downloaded["name"] == "tinyshakespeare" and downloaded["licence"] == "public domain"
+    assert Path(downloaded["path"]).read_bytes() == source.read_bytes()

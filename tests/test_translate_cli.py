@@ -19,8 +19,10 @@ def trained(tmp_path_factory):
     proc = run("translate", "train", "pairs.tsv", "--max-steps", "400", "--eval-every", "200", "-b", "32",
                "--test-size", "100", "--dev-size", "100", "--embedding-size", "32", "--hidden-size", "64",
                "--num-layers", "1", "--dropout", "0", "--weight-decay", "0.05", "--lr", "5e-3", "--warmup-steps", "20",
-               "--tokenizer", "char", "--attention", "multiplicative", "--precision", "fp32", "-q", cwd=root)
+               "--tokenizer", "char", "--attention", "multiplicative", "--precision", "fp32", "-q", "--json", cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
+    outcome = json.loads(proc.stdout)
+    assert outcome["task"] == "translator" and outcome["stop_reason"] == "max_steps" and outcome["best"]["val_loss"] > 0
     return root
 
 
