@@ -30,16 +30,29 @@ class RecurrentConfig:
     bidirectional: bool = False
 
     def __post_init__(self):
-        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout)
+        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout, self.input_size)
 
 
-def check_recurrent_options(cell: str, hidden_size: int, num_layers: int, dropout: float | None) -> None:
+# Far beyond a small model, and refused before torch is asked for the memory: one LSTM layer of
+# this width has 2 G parameters (8 GB in fp32, before gradients and optimiser state).
+MAX_HIDDEN_SIZE = 16384
+MAX_LAYERS = 64
+
+
+def check_recurrent_options(cell: str, hidden_size: int, num_layers: int, dropout: float | None,
+                            embedding_size: int | None = None) -> None:
     """The options every recurrent model has, checked by each model's config, so that a bad one
-    is the same one-line UsageError from the CLI and from Python. dropout None: chosen later."""
+    is the same one-line UsageError from the CLI and from Python. dropout None: chosen later;
+    embedding_size None: the model has none of its own (or takes the hidden size)."""
     if cell not in CELL_TYPES:
         raise UsageError(f"unknown --cell {cell!r}; choose one of {', '.join(CELL_TYPES)}")
     if hidden_size < 1 or num_layers < 1:
         raise UsageError(f"--hidden-size and the number of layers must be at least 1, not {hidden_size} and {num_layers}")
+    if hidden_size > MAX_HIDDEN_SIZE or num_layers > MAX_LAYERS:
+        raise UsageError(f"--hidden-size goes up to {MAX_HIDDEN_SIZE:,} and the number of layers up to {MAX_LAYERS}, "
+                         f"not {hidden_size:,} and {num_layers}")
+    if embedding_size is not None and not 1 <= embedding_size <= MAX_HIDDEN_SIZE:
+        raise UsageError(f"--embedding-size must be between 1 and {MAX_HIDDEN_SIZE:,}, not {embedding_size:,}")
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise UsageError(f"--dropout must be in [0, 1), not {dropout}")
 

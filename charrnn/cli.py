@@ -82,7 +82,9 @@ def export(
 ):
     """Write an inference-only copy of a checkpoint: weights and vocabulary, no optimiser state."""
     from .checkpoint import load_checkpoint, save_checkpoint
+    from .output_files import check_output_file
 
+    check_output_file(destination, "export target")
     notes = {}
     for item in note or []:
         key, sep, value = item.partition("=")
@@ -155,13 +157,53 @@ def _error(message: str) -> None:
     print(f"charrnn: error: {message}", file=sys.stderr)
 
 
+class ReaderGone(Exception):
+    """stdout's reader has gone (`charrnn sample | head`): not an error, the output is done."""
+
+
+class ResultStream:
+    """sys.stdout as every command writes its results, with the write failures turned into what
+    they mean: the reader of a pipe gone (ReaderGone, which the option parser's own broken-pipe
+    handling, an exit code of 1, never sees), a full disk or other failure (a one-line error), or
+    no stdout at all (`>&-`: an error at the first result, so commands that write none still run)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _call(self, method: str, *args):
+        if self._stream is None:
+            raise CharrnnError("stdout is closed: there is nowhere to write the results")
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            raise ReaderGone() from None
+        except OSError as exc:
+            raise CharrnnError(f"cannot write the results to stdout: {exc.strerror or exc}") from None
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._call("flush")
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every user error becomes one line on stderr and an exit code (2 for usage,
     1 for run-time problems), never a traceback."""
     command = typer.main.get_command(app)
+    original_stdout = sys.stdout
+    sys.stdout = ResultStream(original_stdout)
     try:
         result = command.main(args=argv, prog_name="charrnn", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        sys.stdout.flush()  # a full disk shows at the last flush as often as at a write
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
@@ -175,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     except CharrnnError as exc:
         _error(exc.message)
         code = exc.exit_code
-    except BrokenPipeError:
+    except (ReaderGone, BrokenPipeError):
+        # Exit 0: the reader took what it wanted, as `head` does (README, "Errors and exit codes").
         _silence_stdout()
         code = 0
     except KeyboardInterrupt:
@@ -184,6 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         _error("out of memory; try a smaller --batch-size or --hidden-size")
         code = 1
+    except OSError as exc:
+        # The last line of defence: a file or folder that cannot be read or written, which no
+        # earlier check caught (permissions changed during a run, a disk filling up).
+        where = f" {exc.filename}" if exc.filename else ""
+        _error(f"cannot use{where}: {exc.strerror or exc}")
+        code = 1
+    finally:
+        sys.stdout = original_stdout
     if code:
         sys.exit(code)
     return 0

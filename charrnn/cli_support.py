@@ -3,6 +3,7 @@ in chunks. No torch here: `charrnn --help` must start fast."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -48,20 +49,37 @@ class DefaultCommandGroup(TyperGroup):
         return [*borrowed, *params]
 
 
-def input_lines(texts: Sequence[str] | None, what: str) -> Iterator[list[str]]:
-    """The lines to work on in chunks: the arguments (one chunk), else stdin lines, chunk by
-    chunk. A terminal on stdin with no arguments is a usage error, not a silent wait."""
+def input_lines(texts: Sequence[str] | None, what: str, encoding: str = "utf-8") -> Iterator[list[str]]:
+    """The lines to work on in chunks: the arguments (one chunk), else stdin's lines, read as bytes
+    and decoded with encoding, chunk by chunk. This is where every command's text input is read,
+    so text that is not in its encoding is one clear error here, never a failure deep in a
+    tokenizer. A terminal on stdin with no arguments is a usage error, not a silent wait."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UsageError(f"unknown --encoding {encoding!r}; try utf-8, latin-1 or cp1252") from None
     if texts:
+        for number, text in enumerate(texts, 1):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the terminal's encoding could not read (kept as surrogates)
+                raise CharrnnError(f"argument {number} is not valid text in this terminal's encoding; "
+                                   "put it in a file and pipe it in with --encoding") from None
         return iter([list(texts)])
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError(f"give {what} as arguments, or pipe lines into stdin")
-    return _stdin_chunks()
+    return _stdin_chunks(sys.stdin.buffer, encoding)
 
 
-def _stdin_chunks() -> Iterator[list[str]]:
+def _stdin_chunks(stream, encoding: str) -> Iterator[list[str]]:
     chunk = []
-    for line in sys.stdin:
-        chunk.append(line.rstrip("\n"))
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise CharrnnError(f"stdin line {number} is not {encoding} text (byte 0x{raw[exc.start]:02x} at position "
+                               f"{exc.start + 1}); give its --encoding, such as latin-1 or cp1252") from None
+        chunk.append(line.removesuffix("\n").removesuffix("\r"))
         if len(chunk) == STDIN_CHUNK:
             yield chunk
             chunk = []

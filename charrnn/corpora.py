@@ -189,12 +189,14 @@ def download_corpus(name: str, *, dest: Path, url: str | None = None, timeout: f
     result = targets[0] if len(targets) == 1 else dest
     if all(_is_valid(target, spec) for target, spec in zip(targets, entry.file_specs)):
         return result
+    made = [] if dest.is_dir() else [d for d in (dest, *dest.parents) if not d.exists()]  # innermost first
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CharrnnError(f"cannot create the folder {dest}: {exc.strerror or exc}") from None
 
     temps: list[Path] = []  # everything here is removed at the end, so a failure leaves nothing
+    done = False
     try:
         download, download_sha = _fetch(source, dest, temps, timeout)
         # Derive and verify every file before moving any, so a corpus is never half replaced.
@@ -203,11 +205,18 @@ def download_corpus(name: str, *, dest: Path, url: str | None = None, timeout: f
         for path, target in zip(staged, targets):
             os.chmod(path, 0o644)  # mkstemp makes 0600 files; corpora are data to share
             os.replace(path, target)
+        done = True
     except OSError as exc:  # making the temporary files or moving them into place
         raise CharrnnError(f"cannot write in {dest}: {exc.strerror or exc}; nothing was written") from None
     finally:
         for path in temps:
             path.unlink(missing_ok=True)
+        if not done:  # nor the folders made for it: a failed download leaves no trace
+            for folder in made:
+                try:
+                    folder.rmdir()  # only when empty
+                except OSError:
+                    break
     return result
 
 

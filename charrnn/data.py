@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import CharrnnError, UsageError
+from .output_files import make_output_folder
 from .vocab import Vocab, format_characters
 
 CHUNK_BYTES = 4 * 1024 * 1024  # corpora are read and encoded in pieces of this size: flat memory
@@ -169,7 +170,7 @@ def encode_to_token_file(
 ) -> TokenFile:
     """Encode the corpus once into cache_dir/<key>.tokens (the smallest integer type that holds
     the vocabulary), or reuse the file an earlier run made for the same corpus and vocabulary."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    make_output_folder(cache_dir, "the token cache ($CHARRNN_CACHE)")
     stem = f"{corpus_key(path, encoding)}-{vocab.fingerprint()}"
     token_path = cache_dir / f"{stem}.tokens"
     meta_path = cache_dir / f"{stem}.json"

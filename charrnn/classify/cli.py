@@ -93,12 +93,13 @@ def classify_text(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: text, label, probability of every class.")] = False,
     batch_size: Annotated[int, typer.Option(help="Texts classified together.")] = 256,
     device: Device = "auto",
+    encoding: Annotated[str, typer.Option(help="Text encoding of stdin (utf-8, latin-1, cp1252, ...).")] = "utf-8",
 ):
     """Classify texts given as arguments, or stdin lines: label<TAB>probability<TAB>text, one line
     per input line (an empty input line gives an empty label and probability)."""
     from .task import ClassificationDataConfig, classify, load_classifier
 
-    chunks = input_lines(texts, "texts to classify")
+    chunks = input_lines(texts, "texts to classify", encoding)
     model, vocab, label_names, payload = load_classifier(checkpoint, device=device)
     trained = ClassificationDataConfig.from_checkpoint(payload)
     for lines in chunks:

@@ -37,7 +37,7 @@ class ClassifierConfig:
     ngram_smoothing: float = 1.0
 
     def __post_init__(self):
-        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout)
+        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout, self.embedding_size)
         if self.pooling not in POOLING_TYPES:
             raise UsageError(f"unknown --pooling {self.pooling!r}; choose one of {', '.join(POOLING_TYPES)}")
         if self.embedding_size < 1:

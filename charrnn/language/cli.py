@@ -13,6 +13,7 @@ import typer
 from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
 from ..cli_support import finish_training
 from ..errors import CharrnnError, UsageError
+from ..numbers import check_seed
 
 BUNDLED = "shakespeare"  # charrnn/models/shakespeare.pt
 
@@ -89,11 +90,14 @@ def sample(
     from .task import load_language_model, sample_text
 
     sampling = SamplingConfig(temperature=temp, top_k=top_k, top_p=top_p)
+    if seed is not None:  # sample i uses seed + i: the last one must fit too, checked before any output
+        check_seed(seed)
+        check_seed(seed + max(num_samples, 1) - 1, "--seed + --num-samples - 1")
     model, vocab, _ = load_language_model(checkpoint, device=device)
     out = sys.stdout
     for i in range(num_samples):
         sample_seed = None if seed is None else seed + i
-        pieces = sample_text(model, vocab, prime=prime if prime is not None else "\n", length=length, sampling=sampling,
+        pieces = sample_text(model, vocab, prime=prime, length=length, sampling=sampling,
                              seed=sample_seed)
         if as_json:
             # Samples may hold blank lines themselves: a JSON line each keeps them apart.

@@ -23,7 +23,7 @@ class LanguageModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout)
+        check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout, self.embedding_size)
         if self.embedding_size is not None and self.embedding_size < 1:
             raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UsageError
+from ..numbers import check_finite
 
 
 @dataclass
@@ -18,6 +19,8 @@ class SamplingConfig:
     top_p: float | None = None
 
     def __post_init__(self):
+        check_finite(self.temperature, "--temp")
+        check_finite(self.top_p, "--top-p")
         if self.temperature < 0:
             raise UsageError(f"--temp must be 0 (greedy) or positive, not {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
@@ -68,6 +71,9 @@ def choose_next(logits: torch.Tensor, config: SamplingConfig, generator: torch.G
 STEPS_PER_CONTEXT = 8  # tokens made per entry into inference mode (see generate)
 
 
+PRIME_WINDOW = 4096  # prime tokens read per call of the sequence kernel
+
+
 def generate(
     model,
     prime: Sequence[int],
@@ -88,7 +94,10 @@ def generate(
     with torch.inference_mode():
         state = model.init_state(1, device)
         prime_ids = torch.tensor([list(prime)], dtype=torch.long, device=device)  # (1, P)
-        logits, state, _ = model(prime_ids, state)
+        # In windows, the state carried: oneDNN cannot make an LSTM kernel for one sequence of
+        # some 300,000 steps (a --prime-file of a book), and the logits of a window are enough.
+        for start in range(0, prime_ids.shape[1], PRIME_WINDOW):
+            logits, state, _ = model(prime_ids[:, start : start + PRIME_WINDOW], state)
         logits = logits[:, -1]  # (1, V)
         stepper = model.stepper()
         layer_states = stepper.split_state(state)

@@ -31,6 +31,7 @@ from ..data import (
 )
 from ..devices import autocast, resolve_device
 from ..errors import CharrnnError, UsageError
+from ..numbers import check_seed
 from ..events import TrainingEvent
 from ..runs import OneFileRecipe, PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult, make_optimizer
@@ -337,15 +338,19 @@ def sample_text(
     model: LanguageModel,
     vocab: Vocab,
     *,
-    prime: str = "\n",
+    prime: str | None = None,
     length: int = 500,
     sampling: SamplingConfig | None = None,
     seed: int | None = None,
 ) -> Iterator[str]:
-    """Stream generated text (after the prime) piece by piece. Arguments are checked here, before
-    the first piece, so a caller that echoes the prime never prints anything for a bad request."""
+    """Stream generated text (after the prime) piece by piece; without a prime, from the start of
+    a line (see start_of_text). Arguments are checked here, before the first piece, so a caller
+    that echoes the prime never prints anything for a bad request."""
     if length < 0:
         raise UsageError(f"-n/--length must be 0 or more, not {length}")
+    check_seed(seed)
+    if prime is None:
+        prime = start_of_text(vocab)
     if prime == "":
         raise UsageError("--prime must not be empty")
     missing = vocab.unknown_characters(prime)
@@ -358,6 +363,15 @@ def sample_text(
         generator.manual_seed(seed)
     token_ids = generate(model, vocab.encode(line_start_context(prime, vocab)), length, sampling or SamplingConfig(), generator)
     return _decode_stream(token_ids, vocab)
+
+
+def start_of_text(vocab: Vocab) -> str:
+    """What a sample without a prime starts from (not printed): a newline, the start of a line, or
+    for a model whose corpus had none, a space, else its vocabulary's first character."""
+    for candidate in ("\n", " "):
+        if not vocab.unknown_characters(candidate):
+            return candidate
+    return vocab.decode([0])
 
 
 def line_start_context(prime: str, vocab: Vocab) -> str:

@@ -30,7 +30,7 @@ def translate_text(
     texts: Annotated[Optional[list[str]], typer.Argument(metavar="TEXT", help="Sentences to translate \\[default: lines from stdin].")] = None,
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Translator checkpoint: a file, a run folder, or a bundled model's name.")] = Path(BUNDLED),
     beam: Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")] = 1,
-    max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens \\[default: twice the input plus 10].")] = None,
+    max_len: Annotated[Optional[int], typer.Option(help="Longest output in tokens \\[default: twice the input plus 10, at most 256].")] = None,
     length_penalty: Annotated[float, typer.Option(help="Beam search: rank by score / length ** this.")] = 1.0,
     no_repeat_ngram: Annotated[Optional[int], typer.Option(help="Never repeat an n-gram of this many tokens; 0 allows repeats \\[default: 3 BPE tokens, 16 characters].")] = None,
     normalise: Annotated[Optional[bool], typer.Option("--normalise/--no-normalise", help="First write each line as the training sources are written: a capital first letter, names with their capitals, and final punctuation ('?' for an English question) \\[default: when the model's training sources were written so, as the bundled model's are].")] = None,
@@ -38,6 +38,7 @@ def translate_text(
     plot: Annotated[Optional[Path], typer.Option(help="Save the attention weights of the translation as a PNG heat map (one sentence).")] = None,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    encoding: Annotated[str, typer.Option(help="Text encoding of stdin (utf-8, latin-1, cp1252, ...).")] = "utf-8",
 ):
     """Translate sentences given as arguments, or stdin lines (one output line per input line)."""
     from ..plots import plot_attention
@@ -45,7 +46,7 @@ def translate_text(
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
-    chunks = input_lines(texts, "sentences to translate")
+    chunks = input_lines(texts, "sentences to translate", encoding)
     model, source_vocab, target_vocab, payload = load_translator(checkpoint, device=device)
     data = TranslationDataConfig.from_checkpoint(payload)
     if normalise is None:

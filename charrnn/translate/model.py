@@ -34,7 +34,8 @@ class TranslatorConfig:
     pad_id: int = 0  # the same id pads source and target sequences
 
     def __post_init__(self):
-        check_recurrent_options(self.cell, self.hidden_size, min(self.encoder_layers, self.decoder_layers), self.dropout)
+        for layers in (self.encoder_layers, self.decoder_layers):
+            check_recurrent_options(self.cell, self.hidden_size, layers, self.dropout, self.embedding_size)
         if self.attention not in ATTENTION_TYPES:
             raise UsageError(f"unknown --attention {self.attention!r}; choose one of {', '.join(ATTENTION_TYPES)}")
         if self.hidden_size % 2:

@@ -276,6 +276,12 @@ def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Trans
     return model, Vocab.from_dict(saved.metadata["source_vocab"]), Vocab.from_dict(saved.metadata["target_vocab"]), saved
 
 
+# The default output cap grows with the input (twice it, plus 10 tokens) up to this: a model
+# trained on sentences (pairs up to max_tokens, 120 by default) has never written more, and an
+# uncapped 10,000-character line took over a minute to decode. --max-len sets any cap.
+MAX_DEFAULT_OUTPUT = 256
+
+
 @dataclass
 class Translation:
     source: str  # the line as given
@@ -321,7 +327,7 @@ def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start : start + batch_size]
         source, lengths = pad_batch([ids for _, _, ids in chunk], PAD, device)
-        limit = max_len or int(lengths.max()) * 2 + 10
+        limit = max_len or min(int(lengths.max()) * 2 + 10, MAX_DEFAULT_OUTPUT)
         if beam == 1:
             hypotheses = greedy_search(model, source, lengths, bos_id=BOS, eos_id=EOS, max_len=limit,
                                        no_repeat_ngram=no_repeat_ngram)

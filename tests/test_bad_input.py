@@ -1,0 +1,108 @@
+"""Bad and odd input from issue 14's list, each a one-line error (or the right behaviour), never a
+traceback: numbers out of range, text in another encoding, outputs that cannot be written, stdout
+closed or full or read only in part, a model whose corpus had no newline, a very long line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from test_cli import assert_one_line_error, run
+
+
+@pytest.fixture(scope="module")
+def no_newline_model(tmp_path_factory):
+    """A tiny language model whose corpus holds no newline."""
+    root = tmp_path_factory.mktemp("bad-input")
+    (root / "flat.txt").write_text("abc abd abe " * 400)
+    proc = run("train", "flat.txt", "--max-steps", "4", "-b", "4", "--seq-len", "16", "--hidden-size", "16",
+               "--num-layers", "1", "-q", cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return root
+
+
+def test_numbers_out_of_range_are_usage_errors(no_newline_model):
+    root = no_newline_model
+    model = ("-c", "checkpoints/flat")
+    assert_one_line_error(run("sample", *model, "--seed", "99999999999999999999", cwd=root), 2, "--seed")
+    # sample i uses seed + i: refused before the first sample is printed
+    assert_one_line_error(run("sample", *model, "--seed", str(2**63 - 1), "--num-samples", "2", cwd=root), 2, "--seed")
+    for value in ("nan", "inf"):
+        assert_one_line_error(run("sample", *model, "--temp", value, cwd=root), 2, "--temp", "finite")
+    assert_one_line_error(run("train", "flat.txt", "--hidden-size", "1000000000", cwd=root), 2, "--hidden-size")
+    assert_one_line_error(run("train", "flat.txt", "--embedding-size", "1000000000", cwd=root), 2, "--embedding-size")
+
+
+def test_a_model_without_newlines_samples_without_a_prime(no_newline_model):
+    proc = run("sample", "-c", "checkpoints/flat", "-n", "20", "--seed", "1", cwd=no_newline_model)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(proc.stdout.decode()) == 21 and set(proc.stdout.decode()[:-1]) <= set("abcde ")
+
+
+@pytest.mark.parametrize("command", ["translate", "classify"])
+def test_text_in_another_encoding(tmp_path, command):
+    latin = "café crème\n".encode("latin-1")
+    assert_one_line_error(run(command, cwd=tmp_path, input_bytes=latin), 1, "line 1", "utf-8", "--encoding")
+    assert_one_line_error(run(command, cwd=tmp_path, input_bytes=bytes(range(256)) * 4), 1, "--encoding")
+    read = run(command, "--encoding", "latin-1", "--json", cwd=tmp_path, input_bytes=latin)
+    assert read.returncode == 0, read.stderr.decode()
+    assert json.loads(read.stdout)[{"translate": "source", "classify": "text"}[command]] == "café crème"
+    assert_one_line_error(run(command, "--encoding", "klingon", cwd=tmp_path, input_bytes=latin), 2, "--encoding")
+
+
+def test_outputs_that_cannot_be_written(tmp_path, no_newline_model):
+    checkpoint = str(no_newline_model / "checkpoints" / "flat" / "best.pt")
+    (tmp_path / "folder").mkdir()
+    assert_one_line_error(run("export", checkpoint, "folder", cwd=tmp_path), 1, "is a folder")
+    assert_one_line_error(run("export", checkpoint, "missing/x.pt", cwd=tmp_path), 1, "does not exist")
+    (tmp_path / "a-file").write_text("")
+    assert_one_line_error(run("train", str(no_newline_model / "flat.txt"), "--max-steps", "1", cwd=tmp_path,
+                              env_extra={"CHARRNN_CACHE": str(tmp_path / "a-file")}), 1, "CHARRNN_CACHE", "is a file")
+
+
+def test_a_failed_download_leaves_no_folder(tmp_path):
+    proc = run("corpus", "download", "tinyshakespeare", "--dest", "new/corpora", "--url",
+               (tmp_path / "nowhere.txt").as_uri(), cwd=tmp_path)
+    assert_one_line_error(proc, 1, "cannot download")
+    assert not (tmp_path / "new").exists()
+
+
+def test_stdout_closed_or_full(tmp_path, no_newline_model):
+    closed = subprocess.run(f"{sys.executable} -m charrnn sample -c checkpoints/flat -n 10 >&-", shell=True,
+                            cwd=no_newline_model, capture_output=True)
+    assert_one_line_error(closed, 1, "stdout is closed")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "charrnn", "sample", "-c", "checkpoints/flat", "-n", "10"],
+                              cwd=no_newline_model, stdout=full, stderr=subprocess.PIPE)
+    assert proc.returncode == 1 and "No space left" in proc.stderr.decode() and b"Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["sample -n 1000000", "translate", "classify"])
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path, command):
+    # Exit 0 when the reader of the pipe goes away (README, "Errors and exit codes").
+    (tmp_path / "in.txt").write_text("where is the station\n" * 3000)
+    proc = subprocess.run(f"set -o pipefail; {sys.executable} -m charrnn {command} < in.txt | head -c 10 > /dev/null",
+                          shell=True, executable="/bin/bash", cwd=tmp_path, capture_output=True)
+    assert proc.returncode == 0 and proc.stderr == b""
+
+
+def test_a_very_long_line_translates_in_bounded_time(tmp_path):
+    # The default output cap grows with the input only up to 256 tokens.
+    line = " ".join(["where is the train station"] * 400)  # 10,800 characters
+    proc = run("translate", "--json", cwd=tmp_path, input_bytes=(line + "\n").encode())
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(json.loads(proc.stdout)["translation"]) < 2000
+
+
+def test_a_prime_longer_than_one_kernel_call(tmp_path):
+    from charrnn.language.sampling import PRIME_WINDOW
+
+    (tmp_path / "p.txt").write_text("ab" * 4000 + "\n")
+    (tmp_path / "prime.txt").write_text("ab" * PRIME_WINDOW)  # two windows and a bit
+    trained = run("train", "p.txt", "--max-steps", "2", "-b", "2", "--seq-len", "16", "--hidden-size", "8",
+                  "--num-layers", "1", "-q", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr.decode()
+    proc = run("sample", "-c", "checkpoints/p", "--prime-file", "prime.txt", "-n", "5", "--seed", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().startswith("ab" * PRIME_WINDOW) and len(proc.stdout.decode()) == 2 * PRIME_WINDOW + 6
