@@ -7,9 +7,12 @@ so it loads with torch.load(weights_only=True). Written atomically."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -86,19 +89,25 @@ class Checkpoint:
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
-    """Write a checkpoint to path atomically: a temporary file in the same folder, flushed and
-    fsynced, then renamed over the target. A crash at any moment leaves either the old file or the
-    new one, never a torn file."""
+    """Write a checkpoint to path atomically (see write_atomically): a crash at any moment leaves
+    either the old file or the new one, never a torn file."""
+    payload = checkpoint.stored()
+    write_atomically(path, lambda handle: torch.save(payload, handle))
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file atomically: write(handle) fills a temporary file in the same folder (a rename
+    is atomic only within one file system), which is flushed and fsynced, then renamed over path.
+    A failure removes the temporary file; a kill -9 may leave it, and leftover_temporaries finds it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = checkpoint.stored()
+    tmp_name = str(temporary_path(path))
     # Not tempfile.mkstemp: it creates the file 0600, and the checkpoint would keep that mode
     # after the rename; os.open with 0o666 honours the user's umask like any other file.
-    tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -106,6 +115,31 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def temporary_path(path: Path) -> Path:
+    """Where an atomic write of path goes first: .<name>.<12 hex digits>.tmp beside it (hidden, and
+    random, so two writers never share one)."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+
+
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")  # what temporary_path makes
+
+
+def leftover_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """The temporary files that atomic writes of the given file names into folder left behind (a
+    kill -9 mid-write): only files matching temporary_path's exact pattern for those names."""
+    wanted = set(names)
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and match["name"] in wanted and entry.is_file() and not entry.is_symlink():
+            found.append(entry)
+    return sorted(found)
 
 
 def _fsync_directory(directory: Path) -> None:

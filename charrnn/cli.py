@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a full disk shows at the last flush as often as at a write
     except typer.Exit as exc:
         code = exc.exit_code
+        # Typer turns a Ctrl-C anywhere in a command into a silent Exit(130); the Exit(130) that
+        # finish_training raises after a saved interrupt has no such cause (its summary said it all).
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _error("interrupted")
     except typer.Abort:
         _error("aborted")
         code = 130

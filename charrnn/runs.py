@@ -15,9 +15,10 @@ import torch
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .devices import resolve_device, resolve_precision, start_device
-from .errors import UsageError
+from .errors import CharrnnError, UsageError
 from .events import PreparingEvent, TrainingEvent
-from .train import Trainer, TrainConfig, TrainingTask, TrainResult, claim_run_dir, resume_checkpoint_path, resumed_train_config
+from .train import (Trainer, TrainConfig, TrainingTask, TrainResult, check_run_dir, claim_run_dir,
+                    resume_checkpoint_path, resumed_train_config)
 
 
 @dataclass
@@ -104,7 +105,26 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
                overwrite: bool = False, on_event: Callable[[TrainingEvent], None] | None = None) -> TrainResult:
     """Train a new run of the recipe's task, or resume one (resume: a run folder, which resumes
     from its last.pt, or a checkpoint). A new run refuses a run folder that already holds a run
-    unless overwrite; a resumed one continues in the checkpoint's folder unless run_dir is given."""
+    unless overwrite; a resumed one continues in the checkpoint's folder unless run_dir is given.
+
+    The run folder is checked writable before any data is read (see train.check_run_dir). A
+    resumed run that has already finished trains nothing and writes nothing (see Trainer.run).
+    Ctrl-C before the first training step raises a one-line CharrnnError with exit code 130, as
+    Ctrl-C during training exits 130 (the Trainer turns that one into a saved, resumable stop)."""
+    try:
+        started = _start(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
+                         overwrite=overwrite, on_event=on_event)
+    except KeyboardInterrupt:
+        kept = "the run's checkpoints are as they were" if resume is not None else "nothing was saved"
+        raise CharrnnError(f"interrupted before the first training step; {kept}", exit_code=130) from None
+    return started.run() if isinstance(started, Trainer) else started
+
+
+def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | None, resume: str | Path | None,
+           device: str, precision: str, overwrite: bool,
+           on_event: Callable[[TrainingEvent], None] | None) -> Trainer | TrainResult:
+    """Everything train_task does before the first step: the Trainer ready to run, or the result
+    of a run that ended while being prepared (Ctrl-C during a classifier's pretraining)."""
     torch_device = resolve_device(device)
     amp_dtype = resolve_precision(precision, torch_device)
     start_device(torch_device, amp_dtype)  # before any clock starts, and before the seeding below
@@ -113,6 +133,7 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
         path = resume_checkpoint_path(resume)
         checkpoint = load_checkpoint(path, task=recipe.name)
         place = RunPlace(Path(run_dir) if run_dir is not None else path.parent, torch_device, amp_dtype, on_event)
+        check_run_dir(place.run_dir)  # before the data is read: an unwritable folder fails at once
         prepared = recipe.resumed_run(checkpoint, resumed_train_config(checkpoint, train), place)
     else:
         train = train or TrainConfig()
@@ -121,6 +142,7 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
         recipe.data.validate()
         place = RunPlace(Path(run_dir) if run_dir is not None else default_run_dir(recipe.data_file), torch_device,
                          amp_dtype, on_event)
+        check_run_dir(place.run_dir)
         claim_run_dir(place.run_dir, overwrite=overwrite)
         # The model's first weights come from the seed (the Trainer seeds its loop again at step 0).
         torch.manual_seed(train.seed)
@@ -133,4 +155,4 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
         trainer.load_resume_state(checkpoint)
     else:
         trainer.state.elapsed = prepared.seconds_spent  # choosing the settings was part of the budget
-    return trainer.run()
+    return trainer

@@ -1,6 +1,8 @@
 """The one task-agnostic training loop: AdamW, warm-up then cosine decay, gradient clipping,
 mixed precision, periodic evaluation, early stopping, atomic checkpoints (best.pt, last.pt), a
-JSONL log, stopping by steps, epochs or wall-clock budget, Ctrl-C, and exact resume.
+JSONL log, stopping by steps, epochs or wall-clock budget, Ctrl-C, and exact resume. Also the run
+folder's fault tolerance: checked writable before training, cleared of what a kill -9 left behind,
+and its log made to agree with the checkpoint a run resumes from.
 
 A task supplies the model, its own batches and an evaluation; the loop reports through events,
 and only the CLI draws progress."""
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import threading
@@ -23,10 +26,11 @@ import torch
 from torch import nn
 
 from .allocator import keep_freed_memory
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (Checkpoint, leftover_temporaries, load_checkpoint, save_checkpoint, temporary_path,
+                         write_atomically)
 from .devices import autocast
 from .errors import CharrnnError, UsageError
-from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent
+from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
 
 
 # The settings a task may leave unset (None) for its own default, which the language model
@@ -120,6 +124,9 @@ class TrainState:
     best_step: int = 0
     evals_without_improvement: int = 0
     history: list[dict] = field(default_factory=list)  # every evaluation
+    # Why the run ended (a StopReason's value), kept in its closing checkpoints so that a resume
+    # knows it has ended; None while it can go on (also after Ctrl-C).
+    stop_reason: str | None = None
 
 
 class StopReason(str, Enum):
@@ -274,6 +281,7 @@ class Trainer:
         self._clock: tuple[float, float] | None = None  # (perf_counter, elapsed) when this session began
         self._full_eval_seconds = 0.0  # measured cost of scoring the whole validation split
         self._save_seconds = 0.0  # measured cost of writing a checkpoint
+        self._saved_config: TrainConfig | None = None  # a resumed run's settings as its checkpoint has them
 
     # -- resume --------------------------------------------------------------------------------
 
@@ -287,16 +295,72 @@ class Trainer:
         self.state = TrainState(**checkpoint.train_state)
         self.task.load_data_state(checkpoint.resume["data"])
         self._pending_rng = checkpoint.resume["rng"]
+        self._saved_config = TrainConfig(**checkpoint.training["config"])
+
+    def _ended(self) -> StopReason | None:
+        """How a resumed run ended, if it did: the reason its closing checkpoint recorded, or, for
+        a checkpoint from before that was recorded, early stopping read from its patience count."""
+        if self.state.stop_reason is not None:
+            return StopReason(self.state.stop_reason)
+        if self.config.patience is not None and self.state.evals_without_improvement >= self.config.patience:
+            return StopReason.EARLY_STOPPING
+        return None
+
+    def _finished(self) -> tuple[StopReason, str] | None:
+        """Why a resumed run has nothing left to train, as (the reason it ended, what to say), or
+        None. A step, epoch or time limit already reached ends it (a --max-steps at or below the
+        step it is at too); a run that ended by its time budget or by early stopping stays ended
+        unless the resume raises its time budget (or, after early stopping, any of its limits)."""
+        state, cfg, saved = self.state, self.config, self._saved_config
+        limit = self._stop_steps()
+        if limit is not None and state.step >= limit:
+            reason, given = ((StopReason.MAX_STEPS, f"--max-steps is {limit}") if cfg.max_steps == limit else
+                             (StopReason.EPOCHS, f"--epochs {cfg.epochs:g} ends at step {limit}"))
+            return reason, (f"it is at step {state.step} and {given}; to train on, give a --max-steps or --epochs "
+                            f"beyond step {state.step}")
+        if cfg.time_budget is not None and state.elapsed >= cfg.time_budget:
+            return StopReason.TIME_BUDGET, (f"it has trained {state.elapsed:.1f}s and --time-budget is "
+                                            f"{cfg.time_budget:g}s; to train on, give a higher --time-budget")
+        ended = self._ended()
+        budget_raised = _higher(cfg.time_budget, saved.time_budget)
+        if ended is StopReason.TIME_BUDGET and not budget_raised:
+            return ended, (f"it used its --time-budget of {saved.time_budget:g}s; "
+                           "to train on, give a higher --time-budget")
+        if ended is StopReason.EARLY_STOPPING and not (budget_raised or _higher(limit, self._stop_steps(saved))):
+            return ended, (f"it stopped early at step {state.step}, the validation loss no longer improving; to train "
+                           "on, give a higher --max-steps, --epochs or --time-budget than its own (patience then "
+                           "counts afresh)")
+        return None
+
+    def _nothing_left(self, reason: StopReason, why: str) -> TrainResult:
+        """The result of resuming a finished run: the run as it is, said in one warning."""
+        self.on_event(WarningEvent(f"{self.run_dir} has already finished, so nothing was trained or written: {why}"))
+        return TrainResult(self.state, reason, self.run_dir, _last_complete(self.state.history), self.task.name)
+
+    def _go_on(self) -> None:
+        """Ready a resumed run that has steps left: an ended run given higher limits is no longer
+        ended, and its patience counts afresh (else an early-stopped run would stop again at its
+        next evaluation); a new time budget sets the schedule's length from the pace so far."""
+        if self._ended() is StopReason.EARLY_STOPPING:
+            self.state.evals_without_improvement = 0
+        self.state.stop_reason = None
+        budget = self.config.time_budget
+        if budget is not None and budget != self._saved_config.time_budget and self.state.step > 0:
+            # The saved length was estimated for the old budget: kept, it would end the run at once
+            # (a raised budget) or late (a lowered one) until the speed is measured again.
+            self.state.total_steps = max(self.state.step, self._estimate_total(self.state.elapsed / self.state.step))
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _stop_steps(self) -> int | None:
-        """The step count a step or epoch limit implies, if any."""
+    def _stop_steps(self, config: TrainConfig | None = None) -> int | None:
+        """The step count a step or epoch limit implies, if any (of this run's settings, or of the
+        config given)."""
+        config = config or self.config
         limits = []
-        if self.config.max_steps is not None:
-            limits.append(self.config.max_steps)
-        if self.config.epochs is not None:
-            limits.append(max(1, math.ceil(self.config.epochs * self.task.steps_per_epoch)))
+        if config.max_steps is not None:
+            limits.append(config.max_steps)
+        if config.epochs is not None:
+            limits.append(max(1, math.ceil(config.epochs * self.task.steps_per_epoch)))
         return min(limits) if limits else None
 
     def _reserve(self) -> float:
@@ -324,22 +388,58 @@ class Trainer:
         self.state.elapsed = elapsed_then + (time.perf_counter() - started)
 
     def run(self) -> TrainResult:
+        """Train to a stop condition, and say how the run ended.
+
+        Before any step, the run folder is checked writable and cleared of what a kill -9 left
+        (prepare_run_dir), and a resumed run's log loses what was logged after its checkpoint
+        (trim_log). A resumed run that has already finished (see _finished: its step, epoch or time
+        limit reached, a --max-steps at or below its step, or ended by its time budget or early
+        stopping without higher limits) trains nothing and writes nothing: it says so in one
+        WarningEvent (one line on stderr) and returns the run as it is, with the reason it ended,
+        so the command exits normally, as a rerun of `make` with nothing to do does; a script may
+        resume a run whatever state it is in.
+
+        Raises a one-line CharrnnError when the run folder cannot be written, and when a save or
+        the log fails mid-run (a full disk, changed permissions): the checkpoints saved before are
+        intact, and the run stops rather than train steps it cannot save."""
         cfg = self.config
         device = self.device
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        step_limit = self._stop_steps()
+        if cfg.time_budget is None and step_limit is None:
+            raise UsageError("give a stop condition: --max-steps, --epochs or --time-budget")
+        prepare_run_dir(self.run_dir)
+        if self._saved_config is not None:
+            finished = self._finished()
+            if finished is not None:
+                return self._nothing_left(*finished)
+            self._go_on()
+            trim_log(self.run_dir / "log.jsonl", self.state.step)
         if self.state.step == 0:
             torch.manual_seed(cfg.seed)
             random.seed(cfg.seed)
         elif self._pending_rng is not None:
             _restore_rng(self._pending_rng, device)
-        step_limit = self._stop_steps()
-        if cfg.time_budget is None and step_limit is None:
-            raise UsageError("give a stop condition: --max-steps, --epochs or --time-budget")
         if self.state.total_steps is None or cfg.time_budget is None:
             # Without a time budget the schedule length is known now; with one, it is set
             # provisionally and re-estimated from the measured speed below.
             self.state.total_steps = step_limit if step_limit is not None else UNKNOWN_TOTAL
-        self._log_handle = open(self.run_dir / "log.jsonl", "a", encoding="utf-8")
+        log_path = self.run_dir / "log.jsonl"
+        try:
+            self._log_handle = open(log_path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise CharrnnError(f"cannot write {log_path}: {_reason(exc)}") from None
+        try:
+            return self._train_to_stop()
+        finally:
+            try:
+                self._log_handle.close()
+            except OSError:
+                pass  # a full disk: what failed was reported as it happened (see _emit)
+            self._log_handle = None
+
+    def _train_to_stop(self) -> TrainResult:
+        cfg = self.config
+        device = self.device
         num_params = sum(p.numel() for p in self.model.parameters())
         self._emit(StartEvent(step=self.state.step, total_steps=self._known_total(), parameters=num_params,
                               device=str(device),
@@ -372,6 +472,7 @@ class Trainer:
         if stop_reason is StopReason.INTERRUPTED:
             self._save("last.pt")  # at once: whoever pressed Ctrl-C is waiting
         elif stop_reason is not StopReason.DIVERGED:  # a diverged model must not overwrite good checkpoints
+            self.state.stop_reason = stop_reason.value  # in the closing checkpoints: a resume knows the run ended
             self._final_evaluations()
         self._tick()
         final_metrics = _last_complete(self.state.history) if stop_reason is not StopReason.DIVERGED else {}
@@ -379,7 +480,6 @@ class Trainer:
         self._emit(EndEvent(step=self.state.step, reason=stop_reason, elapsed=self.state.elapsed,
                             best_val_loss=best["val_loss"] if best else self.state.best_val_loss,
                             best_step=self.state.best_step))
-        self._log_handle.close()
         return TrainResult(self.state, stop_reason, self.run_dir, final_metrics, self.task.name)
 
     def _train_step(self) -> StopReason | None:
@@ -469,9 +569,12 @@ class Trainer:
             self.state.evals_without_improvement += 1
         record = self._record(metrics, partial=partial)
         self._emit(EvalEvent(record, self.state.best_val_loss, improved))
-        self._save("last.pt")
+        # best.pt before last.pt: a kill between the two leaves last.pt at the evaluation before,
+        # whose resume does this one again and writes best.pt again. The other order would leave a
+        # last.pt whose best_step names a model best.pt never received.
         if improved:
             self._save("best.pt")
+        self._save("last.pt")
         return improved
 
     def _final_evaluations(self) -> None:
@@ -483,6 +586,11 @@ class Trainer:
         history = self.state.history
         if not (history and history[-1]["step"] == self.state.step):
             self._evaluate_and_save(partial=self.config.eval_tokens is not None)
+        elif not history[-1].get("partial"):
+            # The loop evaluated this step and saved last.pt before the run knew it was ending:
+            # save it again, so that it records how the run ended (TrainState.stop_reason).
+            self._save("last.pt")
+            return
         if not history[-1].get("partial"):
             return
         partial_figure = history[-1]["val_loss"]
@@ -499,11 +607,11 @@ class Trainer:
                 self.state.best_step, self.state.best_val_loss = self.state.step, partial_figure
             else:
                 best.train_state["history"].append(earlier)
-                save_checkpoint(best, best_path)
+                self._write(best, "best.pt")
             self._emit(EvalEvent(earlier, self.state.best_val_loss, improved=False))
-        self._save("last.pt")
         if self.state.best_step == self.state.step:
-            self._save("best.pt")
+            self._save("best.pt")  # before last.pt, as in _evaluate_and_save
+        self._save("last.pt")
 
     def _save(self, name: str) -> None:
         fields = self.task.checkpoint_fields()
@@ -515,8 +623,19 @@ class Trainer:
             resume={"optimizer": self.optimizer.state_dict(), "data": self.task.data_state(), "rng": _rng_state(self.device)},
         )
         started = time.perf_counter()
-        save_checkpoint(checkpoint, self.run_dir / name)
+        self._write(checkpoint, name)
         self._save_seconds = time.perf_counter() - started
+
+    def _write(self, checkpoint: Checkpoint, name: str) -> None:
+        """Save a checkpoint into the run folder; a failed save (atomic: the file it would replace
+        is intact) stops the run with a one-line error rather than train on unsaved."""
+        path = self.run_dir / name
+        try:
+            save_checkpoint(checkpoint, path)
+        except OSError as exc:
+            raise CharrnnError(f"cannot save {path}: {_reason(exc)}; training stopped at step {self.state.step}, and "
+                               f"the checkpoints saved before are intact: free space or fix permissions, then "
+                               f"--resume {self.run_dir}") from None
 
     def _known_total(self) -> int | None:
         """The schedule's length for an event: None while a time-budget run has not measured it."""
@@ -525,8 +644,14 @@ class Trainer:
 
     def _emit(self, event: TrainingEvent) -> None:
         if self._log_handle is not None:
-            self._log_handle.write(json.dumps(event.to_log()) + "\n")
-            self._log_handle.flush()
+            try:
+                self._log_handle.write(json.dumps(event.to_log()) + "\n")
+                self._log_handle.flush()
+            except OSError as exc:
+                # A line cut short here is dropped when the run resumes (trim_log).
+                raise CharrnnError(f"cannot write {self.run_dir / 'log.jsonl'}: {_reason(exc)}; training stopped at "
+                                   f"step {self.state.step}: free space or fix permissions, then "
+                                   f"--resume {self.run_dir}") from None
         self.on_event(event)
 
 
@@ -547,7 +672,101 @@ def _last_complete(history: list[dict]) -> dict:
     return best_record(history, max(h["step"] for h in history)) or {}
 
 
+def _higher(new: float | None, old: float | None) -> bool:
+    """Whether a limit is higher than another (None: no limit)."""
+    return (math.inf if new is None else new) > (math.inf if old is None else old)
+
+
+def _reason(exc: OSError) -> str:
+    """An OS error in a few words ('Permission denied', 'No space left on device')."""
+    return exc.strerror or str(exc)
+
+
 # -- run folders -------------------------------------------------------------------------------
+
+
+RUN_FILES = ("best.pt", "last.pt", "log.jsonl")  # what a run writes into its folder
+_PROBE = "write-probe"  # the name the probe file of _writable_folder is made from (temporary_path)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder that cannot be created or written, with a one-line CharrnnError naming
+    it, before a run reads its data: a folder that cannot be written would otherwise fail at the
+    first save, losing every step trained before it. Folders it creates to check are removed
+    again, so that a run which then fails on its data leaves none behind."""
+    run_dir = Path(run_dir)
+    missing = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]  # the deepest first
+    _writable_folder(run_dir)
+    for folder in missing:
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty after all: someone else is using it
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Make a run folder ready for a run to start or resume in: create it, check that it can be
+    written (see check_run_dir), and remove the temporary files of atomic writes that a kill -9
+    left there. Only those: files matching temporary_path's exact pattern for the run's own files
+    (RUN_FILES), in the folder itself, not its subfolders; never anything else. One run writes to
+    a folder at a time: another starting there would remove the temporary file it is writing (a
+    new run is refused by claim_run_dir before it gets here)."""
+    run_dir = Path(run_dir)
+    _writable_folder(run_dir)
+    for leftover in leftover_temporaries(run_dir, (*RUN_FILES, _PROBE)):
+        leftover.unlink(missing_ok=True)
+
+
+def _writable_folder(run_dir: Path) -> None:
+    """Create run_dir, and write and remove a probe file in it; a one-line CharrnnError if either fails."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CharrnnError(f"the run folder {run_dir} is a file, not a folder; choose another --run-dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CharrnnError(f"cannot create the run folder {run_dir}: {_reason(exc)}; "
+                           "choose another --run-dir") from None
+    probe = temporary_path(run_dir / _PROBE)
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # as write_atomically creates files
+        try:
+            os.write(fd, b"charrnn")
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        raise CharrnnError(f"cannot write to the run folder {run_dir}: {_reason(exc)}; "
+                           "fix its permissions or choose another --run-dir") from None
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Make a resumed run's log.jsonl agree with the checkpoint it resumes from, at `step`: keep
+    the lines up to the first of a later step (what a killed or failed session logged after its
+    last save, which the resumed run trains again) and drop a last line cut short by a kill, so
+    that no step is logged twice. Lines it cannot read are kept. Rewritten atomically, and only
+    when something is dropped."""
+    if not path.is_file():
+        return
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CharrnnError(f"cannot read {path}: {_reason(exc)}") from None
+    *complete, cut_short = data.split(b"\n")  # cut_short: b"" when the last line is whole
+    kept = []
+    for line in complete:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if isinstance(event, dict) and isinstance(event.get("step"), int) and event["step"] > step:
+            break
+        kept.append(line)
+    if len(kept) == len(complete) and not cut_short:
+        return
+    try:
+        write_atomically(path, lambda handle: handle.write(b"".join(line + b"\n" for line in kept)))
+    except OSError as exc:
+        raise CharrnnError(f"cannot rewrite {path}: {_reason(exc)}") from None
 
 
 def claim_run_dir(run_dir: Path, *, overwrite: bool) -> None:

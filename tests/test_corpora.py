@@ -129,8 +129,9 @@ def test_checksum_mismatch_writes_nothing(tmp_path, manifest, originals):
     message = err.value.message
     assert "checksum mismatch" in message and sha(PLAIN)[:12] in message and sha(b"not the corpus\n")[:12] in message
     assert "nothing was written" in message and "\n" not in message
-    assert os.listdir(dest) == []
+    assert not dest.exists()  # nor the folder it made for the download
     # An existing file (here a stale one, so a download is tried) survives a failed download.
+    dest.mkdir()
     (dest / "plain.txt").write_bytes(b"old copy\n")
     with pytest.raises(CharrnnError):
         download_corpus("plain", dest=dest, url=wrong, manifest_path=manifest)
@@ -146,7 +147,7 @@ def test_network_failure_names_url_and_mirror_option(tmp_path, manifest, server)
             download_corpus("plain", dest=dest, url=url, timeout=10, manifest_path=manifest)
         assert url in err.value.message and reason in err.value.message and "--url" in err.value.message
         assert err.value.exit_code == 1
-    assert os.listdir(dest) == []
+    assert not dest.exists()  # nothing written, not even the folder
 
 
 def test_zip_keep_columns_gzip(tmp_path, manifest):
@@ -162,7 +163,7 @@ def test_not_an_archive(tmp_path, manifest, originals):
     dest = tmp_path / "dest"
     with pytest.raises(CharrnnError, match="not a valid zip"):
         download_corpus("pairs", dest=dest, url=(originals / "plain.txt").as_uri(), manifest_path=manifest)
-    assert os.listdir(dest) == []
+    assert not dest.exists()  # nothing written, not even the folder
 
 
 def test_tar_gz_cp1252_to_utf8(tmp_path, manifest):
