@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -16,7 +17,7 @@ from typing import BinaryIO
 
 import torch
 
-from .errors import CharrnnError
+from .errors import CharrnnError, UsageError
 
 FORMAT = "charrnn"
 # Version 3 stores the named parts of Checkpoint. Version 2 was one flat dict; version 1 also kept
@@ -202,7 +203,29 @@ def load_checkpoint(path: str | Path, *, task: str | None = None) -> Checkpoint:
         raise CharrnnError(f"checkpoint {path} has format version {version}; this charrnn reads up to {FORMAT_VERSION}, so upgrade charrnn")
     if task is not None and payload.get("task") != task:
         raise CharrnnError(f"checkpoint {path} is a {payload.get('task')} model, not a {task} model")
-    return Checkpoint.from_stored(payload)
+    with rebuilding_from(path):
+        return Checkpoint.from_stored(payload)
+
+
+@contextmanager
+def rebuilding_from(path: str | Path, *, with_user_options: bool = False):
+    """Where a model, its vocabularies or its training state are rebuilt from a checkpoint: what a
+    well-formed but damaged or hand-edited file makes Python raise there (a missing field, a value
+    of the wrong type, a weight of the wrong shape) becomes one line naming the file. A setting out
+    of range is the file's fault too, unless the user's options take part (a resume's), when a
+    UsageError stays the user's."""
+    try:
+        yield
+    except UsageError as exc:
+        if with_user_options:
+            raise
+        raise CharrnnError(f"checkpoint {path} is damaged: {exc.message}") from None
+    except KeyError as exc:
+        raise CharrnnError(f"checkpoint {path} is damaged or incomplete: it lacks the field {exc}") from None
+    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        # load_state_dict's first line only names the model; the next names the weight
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or type(exc).__name__
+        raise CharrnnError(f"checkpoint {path} cannot be rebuilt into its model: {detail[:240]}") from None
 
 
 def restore_for_inference(model: torch.nn.Module, checkpoint: Checkpoint, device: torch.device) -> torch.nn.Module:

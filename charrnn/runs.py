@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, rebuilding_from
 from .devices import resolve_device, resolve_precision, start_device
 from .errors import CharrnnError, UsageError
 from .events import PreparingEvent, TrainingEvent
@@ -134,7 +134,8 @@ def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | Non
         checkpoint = load_checkpoint(path, task=recipe.name)
         place = RunPlace(Path(run_dir) if run_dir is not None else path.parent, torch_device, amp_dtype, on_event)
         check_run_dir(place.run_dir)  # before the data is read: an unwritable folder fails at once
-        prepared = recipe.resumed_run(checkpoint, resumed_train_config(checkpoint, train), place)
+        with rebuilding_from(path, with_user_options=True):
+            prepared = recipe.resumed_run(checkpoint, resumed_train_config(checkpoint, train), place)
     else:
         train = train or TrainConfig()
         train.validate()
@@ -152,7 +153,8 @@ def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | Non
     trainer = Trainer(prepared.task, prepared.train, place.run_dir, device=torch_device, amp_dtype=amp_dtype,
                       on_event=on_event, settings_note=prepared.settings_note)
     if checkpoint is not None:
-        trainer.load_resume_state(checkpoint)
+        with rebuilding_from(path):
+            trainer.load_resume_state(checkpoint)
     else:
         trainer.state.elapsed = prepared.seconds_spent  # choosing the settings was part of the budget
     return trainer

@@ -106,3 +106,24 @@ def test_a_prime_longer_than_one_kernel_call(tmp_path):
     proc = run("sample", "-c", "checkpoints/p", "--prime-file", "prime.txt", "-n", "5", "--seed", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().startswith("ab" * PRIME_WINDOW) and len(proc.stdout.decode()) == 2 * PRIME_WINDOW + 6
+
+
+@pytest.mark.parametrize("damage", ["no model_config", "no model_state", "wrong shape", "bad setting"])
+def test_a_damaged_checkpoint_is_one_line(tmp_path, no_newline_model, damage):
+    import torch
+
+    stored = torch.load(no_newline_model / "checkpoints" / "flat" / "best.pt", weights_only=True)
+    if damage == "no model_config":
+        del stored["metadata"]["model_config"]
+    elif damage == "no model_state":
+        del stored["model_state"]
+    elif damage == "wrong shape":
+        stored["model_state"]["head.weight"] = torch.zeros(3, 3)
+    else:
+        stored["metadata"]["model_config"]["hidden_size"] = -4
+    torch.save(stored, tmp_path / "damaged.pt")
+    before = (tmp_path / "damaged.pt").read_bytes()
+    fragment = {"no model_config": "lacks the field 'model_config'", "no model_state": "lacks the field 'model_state'",
+                "wrong shape": "head.weight", "bad setting": "damaged"}[damage]
+    assert_one_line_error(run("sample", "-c", "damaged.pt", "-n", "5", cwd=tmp_path), 1, "damaged.pt", fragment)
+    assert (tmp_path / "damaged.pt").read_bytes() == before

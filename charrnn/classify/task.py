@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
+from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_for_inference
 from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..devices import resolve_device
@@ -481,8 +481,9 @@ class ClassifierRecipe:
 def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], Checkpoint]:
     """Rebuild the model, vocabulary and label names from a checkpoint, ready for inference."""
     saved = load_checkpoint(checkpoint, task=TASK)
-    model = restore_for_inference(Classifier(ClassifierConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
-    return model, Vocab.from_dict(saved.metadata["vocab"]), list(saved.metadata["label_names"]), saved
+    with rebuilding_from(checkpoint):
+        model = restore_for_inference(Classifier(ClassifierConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+        return model, Vocab.from_dict(saved.metadata["vocab"]), list(saved.metadata["label_names"]), saved
 
 
 @dataclass

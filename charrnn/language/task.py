@@ -17,7 +17,7 @@ import torch
 
 from ..allocator import keep_freed_memory
 from ..cells import State
-from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
+from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import (
     StreamBatches,
@@ -330,8 +330,9 @@ def _step_timer(probe: LanguageModel, train: TrainConfig, device: torch.device, 
 def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, Checkpoint]:
     """Rebuild the model and vocabulary from a checkpoint, ready for inference on the device."""
     saved = load_checkpoint(checkpoint, task=TASK)
-    model = restore_for_inference(LanguageModel(LanguageModelConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
-    return model, Vocab.from_dict(saved.metadata["vocab"]), saved
+    with rebuilding_from(checkpoint):
+        model = restore_for_inference(LanguageModel(LanguageModelConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+        return model, Vocab.from_dict(saved.metadata["vocab"]), saved
 
 
 def sample_text(

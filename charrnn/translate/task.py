@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from ..checkpoint import Checkpoint, load_checkpoint, restore_for_inference
+from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..devices import resolve_device
@@ -272,8 +272,9 @@ class TranslatorRecipe(OneFileRecipe):
 
 def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Translator, Vocab, Vocab, Checkpoint]:
     saved = load_checkpoint(checkpoint, task=TASK)
-    model = restore_for_inference(Translator(TranslatorConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
-    return model, Vocab.from_dict(saved.metadata["source_vocab"]), Vocab.from_dict(saved.metadata["target_vocab"]), saved
+    with rebuilding_from(checkpoint):
+        model = restore_for_inference(Translator(TranslatorConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+        return model, Vocab.from_dict(saved.metadata["source_vocab"]), Vocab.from_dict(saved.metadata["target_vocab"]), saved
 
 
 # The default output cap grows with the input (twice it, plus 10 tokens) up to this: a model
