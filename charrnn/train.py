@@ -31,6 +31,7 @@ from .checkpoint import (Checkpoint, leftover_temporaries, load_checkpoint, save
 from .devices import autocast
 from .errors import CharrnnError, UsageError
 from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
+from .numbers import check_finite, check_seed
 
 
 # The settings a task may leave unset (None) for its own default, which the language model
@@ -56,6 +57,11 @@ class TrainConfig:
     seed: int = 1337
 
     def validate(self) -> None:
+        for value, option in ((self.learning_rate, "--lr"), (self.min_lr_ratio, "--min-lr-ratio"),
+                              (self.weight_decay, "--weight-decay"), (self.grad_clip, "--grad-clip"),
+                              (self.epochs, "--epochs"), (self.time_budget, "--time-budget")):
+            check_finite(value, option)
+        check_seed(self.seed)
         checks = [
             (self.learning_rate is None or self.learning_rate > 0, f"--lr must be positive, not {self.learning_rate}"),
             (self.min_lr_ratio is None or 0 <= self.min_lr_ratio <= 1,

@@ -31,6 +31,9 @@ def test_numbers_out_of_range_are_usage_errors(no_newline_model):
     for value in ("nan", "inf"):
         assert_one_line_error(run("sample", *model, "--temp", value, cwd=root), 2, "--temp", "finite")
     assert_one_line_error(run("train", "flat.txt", "--hidden-size", "1000000000", cwd=root), 2, "--hidden-size")
+    for option, value in (("--lr", "inf"), ("--time-budget", "nan"), ("--epochs", "inf"), ("--seed", "-1")):
+        assert_one_line_error(run("train", "flat.txt", option, value, "--run-dir", "never", cwd=root), 2, option)
+    assert not (root / "never").exists()
     assert_one_line_error(run("train", "flat.txt", "--embedding-size", "1000000000", cwd=root), 2, "--embedding-size")
 
 
