@@ -153,7 +153,7 @@ def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | Non
     trainer = Trainer(prepared.task, prepared.train, place.run_dir, device=torch_device, amp_dtype=amp_dtype,
                       on_event=on_event, settings_note=prepared.settings_note)
     if checkpoint is not None:
-        with rebuilding_from(path):
+        with rebuilding_from(path, with_user_options=True):  # resuming an export is the user's mistake
             trainer.load_resume_state(checkpoint)
     else:
         trainer.state.elapsed = prepared.seconds_spent  # choosing the settings was part of the budget
