@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
 import secrets
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -23,9 +23,9 @@ FORMAT = "charrnn"
 # Version 3 stores the named parts of Checkpoint. Version 2 was one flat dict; version 1 also kept
 # the classifier's n-gram counts apart from its state dict. Both are read (Checkpoint.from_stored).
 FORMAT_VERSION = 3
-# The keys of a flat (version 1 or 2) checkpoint that were not the task's metadata.
 # The bundled models: package data beside this module (see models/README.md for how each was made).
 BUNDLED_DIR = Path(__file__).resolve().parent / "models"
+# The keys of a flat (version 1 or 2) checkpoint that were not the task's metadata.
 _FLAT_PARTS = ("format", "format_version", "task", "model_state", "train_config", "train_state", "optimizer_state",
                "data_state", "rng_state", "resumable", "ngram_counts")
 

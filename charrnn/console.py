@@ -123,8 +123,7 @@ def print_training_summary(result, command: str = "charrnn train") -> None:
         stderr_console.print(f"final validation: {describe_metrics(result.task, result.final_metrics)}")
     if best is not None:
         stderr_console.print(f"best validation:  {describe_metrics(result.task, best)} at step {state.best_step}")
-    # Only the files there are: a run stopped before its first evaluation has no best.pt.
-    saved = [str(result.run_dir / name) for name in ("best.pt", "last.pt") if (result.run_dir / name).exists()]
+    saved = saved_checkpoints(result)
     stderr_console.print(f"checkpoints: {', '.join(saved) or 'none'}; log: {result.run_dir}/log.jsonl")
     if result.stop_reason is StopReason.INTERRUPTED:
         stderr_console.print(f"resume with: {command} --resume {result.run_dir}")
@@ -139,8 +138,14 @@ def training_outcome(result) -> dict:
         "run_dir": str(result.run_dir), "task": result.task, "stop_reason": str(result.stop_reason), "steps": state.step,
         "elapsed": state.elapsed, "final": result.final_metrics or None, "best": best_record(state.history, state.best_step),
         "best_step": state.best_step,
-        "checkpoints": [str(result.run_dir / name) for name in ("best.pt", "last.pt") if (result.run_dir / name).exists()],
+        "checkpoints": saved_checkpoints(result),
     }
+
+
+def saved_checkpoints(result) -> list[str]:
+    """The checkpoint files a run left: only those there are (a run stopped before its first
+    evaluation has no best.pt)."""
+    return [str(result.run_dir / name) for name in ("best.pt", "last.pt") if (result.run_dir / name).exists()]
 
 
 def checkpoint_summary(path: str, checkpoint: Checkpoint) -> dict:

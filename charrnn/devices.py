@@ -69,10 +69,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def start_device(device: torch.device, amp_dtype: torch.dtype | None = None) -> None:
-    """Pay a CUDA device's one-off start-up before anything is timed: the context, the cuBLAS and
-    cuDNN handles and the first kernels loaded take seconds in a fresh process (measured: a 5 s
-    --time-budget run on an H100 spent all of it there and overran to 6.4 s). That is the
-    process's cost, not training's. A no-op on the CPU, and after the first call."""
+    """Pay a CUDA device's one-off start-up before anything is timed: the context and the cuBLAS
+    and cuDNN handles are the process's cost, not training's, so they stay out of a --time-budget.
+    (Each new batch shape's own kernel set-up is a cost of training: the probe counts it, see
+    adaptive.probe_step_costs.) A no-op on the CPU, and after the first call."""
     if device.type == "cuda":
         _start_cuda(str(device), amp_dtype)
 

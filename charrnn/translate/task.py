@@ -359,13 +359,17 @@ def attention_weights(model: Translator, source_vocab: Vocab, translation: Trans
 
 @dataclass
 class EvalResult:
-    decoding: str  # "greedy" or "beam N"
     beam: int  # 1: greedy
     bleu: float
     chrf: float
     sentences_per_second: float
     outputs: list[Translation]
     looping: int  # outputs in which some 3-gram of words occurs more than twice
+
+    @property
+    def decoding(self) -> str:
+        """"greedy" or "beam N", as tables and --json name it."""
+        return "greedy" if self.beam == 1 else f"beam {self.beam}"
 
 
 HELD_OUT_SPLITS = ("test", "dev")
@@ -400,7 +404,6 @@ def evaluate_translations(model: Translator, source_vocab: Vocab, target_vocab: 
         seconds = time.perf_counter() - start
         hypotheses = [o.text for o in outputs]
         results.append(EvalResult(
-            decoding="greedy" if beam == 1 else f"beam {beam}",
             beam=beam,
             bleu=sacrebleu.corpus_bleu(hypotheses, references).score,
             chrf=sacrebleu.corpus_chrf(hypotheses, references).score,
