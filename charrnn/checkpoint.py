@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,6 +45,8 @@ class Checkpoint:
     training: dict | None = None
     resume: dict | None = None
     format_version: int = FORMAT_VERSION
+    # The file it was loaded from (not stored): what an error about its contents names.
+    path: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def resumable(self) -> bool:
@@ -204,28 +206,70 @@ def load_checkpoint(path: str | Path, *, task: str | None = None) -> Checkpoint:
     if task is not None and payload.get("task") != task:
         raise CharrnnError(f"checkpoint {path} is a {payload.get('task')} model, not a {task} model")
     with rebuilding_from(path):
-        return Checkpoint.from_stored(payload)
+        checkpoint = Checkpoint.from_stored(payload)
+    _check_parts(checkpoint, path)
+    checkpoint.path = path
+    return checkpoint
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Whether value is made of JSON's kinds of value only (tuples too), as charrnn writes metadata."""
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _plain(item, depth + 1) for key, item in value.items())
+    return False
+
+
+def _check_parts(checkpoint: Checkpoint, path: Path) -> None:
+    """Refuse a checkpoint whose parts have the wrong kinds of value (a hand-edited or damaged
+    file): every reader relies on these, so they are checked once here; the fields inside are
+    checked where they are used (rebuilding_from)."""
+    def damaged(what: str) -> CharrnnError:
+        return CharrnnError(f"checkpoint {path} is damaged: {what}")
+
+    if not isinstance(checkpoint.metadata, dict):
+        raise damaged("its metadata is not a mapping")
+    for part, value in (("metadata", checkpoint.metadata), ("training record", checkpoint.training)):
+        if not _plain(value):  # what every reader takes for settings and figures, and --json prints
+            raise damaged(f"its {part} holds something other than plain values (text, numbers, lists, mappings)")
+    weights = checkpoint.model_state
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise damaged("its model_state is not a mapping of names to tensors")
+    training = checkpoint.training
+    if training is not None and not (isinstance(training, dict)
+                                     and all(isinstance(training.get(k), (dict, type(None))) for k in ("config", "state"))):
+        raise damaged("its training record is not a mapping of config and state")
+    if checkpoint.resume is not None and not isinstance(checkpoint.resume, dict):
+        raise damaged("its resume state is not a mapping")
 
 
 @contextmanager
-def rebuilding_from(path: str | Path, *, with_user_options: bool = False):
+def rebuilding_from(path: str | Path | None, *, with_user_options: bool = False):
     """Where a model, its vocabularies or its training state are rebuilt from a checkpoint: what a
     well-formed but damaged or hand-edited file makes Python raise there (a missing field, a value
     of the wrong type, a weight of the wrong shape) becomes one line naming the file. A setting out
     of range is the file's fault too, unless the user's options take part (a resume's), when a
     UsageError stays the user's."""
+    path = path if path is not None else "(not from a file)"
     try:
         yield
     except UsageError as exc:
         if with_user_options:
             raise
-        raise CharrnnError(f"checkpoint {path} is damaged: {exc.message}") from None
+        # The setting is a field of the file, not an option of this command: "unknown cell", not "--cell".
+        setting = re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), exc.message)
+        raise CharrnnError(f"checkpoint {path} is damaged: {setting}") from None
     except KeyError as exc:
         raise CharrnnError(f"checkpoint {path} is damaged or incomplete: it lacks the field {exc}") from None
-    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError, AssertionError, OverflowError) as exc:
         # load_state_dict's first line only names the model; the next names the weight
         detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2]) or type(exc).__name__
-        raise CharrnnError(f"checkpoint {path} cannot be rebuilt into its model: {detail[:240]}") from None
+        raise CharrnnError(f"checkpoint {path} is damaged: {detail[:240]}") from None
 
 
 def restore_for_inference(model: torch.nn.Module, checkpoint: Checkpoint, device: torch.device) -> torch.nn.Module:

@@ -62,15 +62,17 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="The same as one JSON object.")] = False,
 ):
     """Show a checkpoint's model, vocabulary, training time and best validation figures."""
-    from .checkpoint import checkpoint_file, load_checkpoint
+    from .checkpoint import checkpoint_file, load_checkpoint, rebuilding_from
     from .console import checkpoint_summary, print_checkpoint_info
 
     path = checkpoint_file(checkpoint)
-    summary = checkpoint_summary(str(path), load_checkpoint(path))
-    if as_json:
-        print(json.dumps(summary, ensure_ascii=False))
-    else:
-        print_checkpoint_info(summary)
+    loaded = load_checkpoint(path)
+    summary = checkpoint_summary(str(path), loaded)
+    with rebuilding_from(path):  # a field of a printable type but the wrong kind (a count that is text)
+        if as_json:
+            print(json.dumps(summary, ensure_ascii=False))
+        else:
+            print_checkpoint_info(summary)
 
 
 @app.command(context_settings=CONTEXT)
@@ -81,7 +83,7 @@ def export(
     note: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE notes to store (shown by charrnn info), e.g. licence.")] = None,
 ):
     """Write an inference-only copy of a checkpoint: weights and vocabulary, no optimiser state."""
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import load_checkpoint, rebuilding_from, save_checkpoint
     from .output_files import check_output_file
 
     check_output_file(destination, "export target")
@@ -91,9 +93,11 @@ def export(
         if not sep or not key:
             raise UsageError(f"--note takes KEY=VALUE, not {item!r}")
         notes[key] = value
-    exported = load_checkpoint(source).for_inference(half=half)
-    if notes:
-        exported.metadata = {**exported.metadata, "notes": {**(exported.metadata.get("notes") or {}), **notes}}
+    loaded = load_checkpoint(source)
+    with rebuilding_from(source):
+        exported = loaded.for_inference(half=half)
+        if notes:
+            exported.metadata = {**exported.metadata, "notes": {**(exported.metadata.get("notes") or {}), **notes}}
     save_checkpoint(exported, destination)
     size = destination.stat().st_size
     print(f"{destination} ({size / 1e6:.1f} MB)", file=sys.stderr)
@@ -154,7 +158,10 @@ def _silence_stdout() -> None:
 
 
 def _error(message: str) -> None:
-    print(f"charrnn: error: {message}", file=sys.stderr)
+    # One line, whatever the message quotes: a newline or other control character in a path or
+    # an argument is shown escaped ("a\\nb"), as Python writes it in a string.
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    print(f"charrnn: error: {shown}", file=sys.stderr)
 
 
 class ReaderGone(Exception):
@@ -197,19 +204,20 @@ class ResultStream:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every user error becomes one line on stderr and an exit code (2 for usage,
     1 for run-time problems), never a traceback."""
-    command = typer.main.get_command(app)
     original_stdout = sys.stdout
-    sys.stdout = ResultStream(original_stdout)
     try:
+        # Building the command inside the try: a Ctrl-C this early is still "interrupted".
+        command = typer.main.get_command(app)
+        sys.stdout = ResultStream(original_stdout)
         result = command.main(args=argv, prog_name="charrnn", standalone_mode=False)
         code = result if isinstance(result, int) else 0
-        sys.stdout.flush()  # a full disk shows at the last flush as often as at a write
-    except typer.Exit as exc:
-        code = exc.exit_code
-        # Typer turns a Ctrl-C anywhere in a command into a silent Exit(130); the Exit(130) that
-        # finish_training raises after a saved interrupt has no such cause (its summary said it all).
-        if isinstance(exc.__cause__, KeyboardInterrupt):
+        # Typer turns a Ctrl-C anywhere in a command into a returned 130, and nothing else does
+        # (a training run stopped by Ctrl-C raises errors.Interrupted).
+        if code == 130:
             _error("interrupted")
+        sys.stdout.flush()  # a full disk shows at the last flush as often as at a write
+    except typer.Exit as exc:  # typer returns these when not standalone; kept for its other paths
+        code = exc.exit_code
     except typer.Abort:
         _error("aborted")
         code = 130
@@ -219,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             _error(exc.format_message())
         code = getattr(exc, "exit_code", 2)
     except CharrnnError as exc:
-        _error(exc.message)
+        if exc.message:  # an Interrupted run whose summary said it all has none
+            _error(exc.message)
         code = exc.exit_code
     except (ReaderGone, BrokenPipeError):
         # Exit 0: the reader took what it wanted, as `head` does (README, "Errors and exit codes").

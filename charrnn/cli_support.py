@@ -8,10 +8,10 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 
-import typer
 from typer.core import TyperGroup
 
-from .errors import CharrnnError, UsageError
+from .errors import CharrnnError, Interrupted, UsageError
+from .text_encoding import check_encoding, not_in_encoding
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 DEFAULT_COMMAND = "text"
@@ -54,10 +54,7 @@ def input_lines(texts: Sequence[str] | None, what: str, encoding: str = "utf-8")
     and decoded with encoding, chunk by chunk. This is where every command's text input is read,
     so text that is not in its encoding is one clear error here, never a failure deep in a
     tokenizer. A terminal on stdin with no arguments is a usage error, not a silent wait."""
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise UsageError(f"unknown --encoding {encoding!r}; try utf-8, latin-1 or cp1252") from None
+    check_encoding(encoding)
     if texts:
         for number, text in enumerate(texts, 1):
             try:
@@ -72,17 +69,27 @@ def input_lines(texts: Sequence[str] | None, what: str, encoding: str = "utf-8")
 
 
 def _stdin_chunks(stream, encoding: str) -> Iterator[list[str]]:
-    chunk = []
-    for number, raw in enumerate(stream, 1):
+    """stdin's lines decoded with one incremental decoder, which keeps what a multi-byte encoding
+    left over between reads (a utf-16 newline is two bytes, and a byte-order mark comes once)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    chunk: list[str] = []
+    done = 0  # lines decoded so far: the failing line is the next
+    partial = ""
+    for raw in (*stream, b""):
         try:
-            line = raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise CharrnnError(f"stdin line {number} is not {encoding} text (byte 0x{raw[exc.start]:02x} at position "
-                               f"{exc.start + 1}); give its --encoding, such as latin-1 or cp1252") from None
-        chunk.append(line.removesuffix("\n").removesuffix("\r"))
-        if len(chunk) == STDIN_CHUNK:
-            yield chunk
-            chunk = []
+            text = decoder.decode(raw, final=not raw)
+        except UnicodeError as exc:
+            at = f"0x{exc.object[exc.start]:02x}" if isinstance(exc, UnicodeDecodeError) else ""
+            raise not_in_encoding(f"stdin line {done + 1}", encoding, exc, position=at) from None
+        *lines, partial = (partial + text).split("\n")
+        if not raw and partial:
+            lines.append(partial)
+        for line in lines:
+            chunk.append(line.removesuffix("\r"))
+            done += 1
+            if len(chunk) == STDIN_CHUNK:
+                yield chunk
+                chunk = []
     if chunk:
         yield chunk
 
@@ -99,6 +106,8 @@ def finish_training(result, *, quiet: bool, command: str, as_json: bool = False)
     if as_json:
         print(json.dumps(training_outcome(result), ensure_ascii=False), flush=True)
     if result.stop_reason is StopReason.INTERRUPTED:
-        raise typer.Exit(130)
+        # The summary says where the run was saved and how to resume it; quiet, the error line does.
+        raise Interrupted("" if not quiet else f"interrupted at step {result.state.step}; resume with: "
+                                               f"{command} --resume {result.run_dir}")
     if result.stop_reason is StopReason.DIVERGED:
         raise CharrnnError("training diverged: the loss became NaN or infinite; try a lower --lr")

@@ -3,6 +3,7 @@ writes to stdout, which carries results only."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -149,7 +150,17 @@ def saved_checkpoints(result) -> list[str]:
 
 
 def checkpoint_summary(path: str, checkpoint: Checkpoint) -> dict:
-    """What a checkpoint holds and how it was made, as plain values (`charrnn info --json`)."""
+    """What a checkpoint holds and how it was made, as plain values (`charrnn info --json`); a
+    field of the wrong type is a one-line error naming the file."""
+    from .checkpoint import rebuilding_from
+
+    with rebuilding_from(checkpoint.path):
+        summary = _summary(path, checkpoint)
+        json.dumps(summary)  # plain values only: a tensor where a number belongs is damage too
+    return summary
+
+
+def _summary(path: str, checkpoint: Checkpoint) -> dict:
     metadata = checkpoint.metadata
     # Floating tensors only: integer buffers (the classifier's n-gram counts) are not parameters.
     parameters = sum(t.numel() for t in checkpoint.model_state.values() if t.is_floating_point())

@@ -21,6 +21,7 @@ import torch
 
 from .errors import CharrnnError, UsageError
 from .output_files import make_output_folder
+from .text_encoding import check_encoding, not_in_encoding
 from .vocab import Vocab, format_characters
 
 CHUNK_BYTES = 4 * 1024 * 1024  # corpora are read and encoded in pieces of this size: flat memory
@@ -59,10 +60,7 @@ def iter_text_chunks(path: Path, encoding: str = "utf-8", *, label: str | None =
     in the encoding (naming the byte offset and the --encoding fix).
     """
     label = label or str(path)
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise UsageError(f"unknown --encoding {encoding!r}") from None
+    check_encoding(encoding)
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     offset = 0
     try:
@@ -80,12 +78,9 @@ def iter_text_chunks(path: Path, encoding: str = "utf-8", *, label: str | None =
             final = not raw
             try:
                 text = decoder.decode(raw, final=final)
-            except UnicodeDecodeError as exc:
-                position = offset + exc.start
-                raise CharrnnError(
-                    f"corpus {label} is not valid {encoding} (bad byte at offset {position}); "
-                    f"pass --encoding with the file's encoding, for example --encoding latin-1"
-                ) from None
+            except UnicodeError as exc:
+                at = f"at byte offset {offset + exc.start}" if isinstance(exc, UnicodeDecodeError) else ""
+                raise not_in_encoding(f"corpus {label}", encoding, exc, position=at) from None
             if text:
                 yield text
             if final:

@@ -22,6 +22,14 @@ class UsageError(CharrnnError):
         super().__init__(message, exit_code=2)
 
 
+class Interrupted(CharrnnError):
+    """Ctrl-C, once whatever could be kept was kept (exit code 130). The message says what was
+    kept; it is empty when the command has already said so (a training summary)."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(message, exit_code=130)
+
+
 SHOWN_BAD_LINES = 5  # line numbers listed in a malformed-input error; the rest are counted
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import CharrnnError
+from .errors import CharrnnError, UsageError
 
 
 def check_output_file(path: str | Path, what: str) -> Path:
@@ -22,6 +22,15 @@ def check_output_file(path: str | Path, what: str) -> Path:
     if not parent.is_dir():
         raise CharrnnError(f"cannot write {what} {path}: {parent} is a file, not a folder")
     return path
+
+
+def check_plot_file(path: str | Path, option: str) -> Path:
+    """The PNG file a --plot or --output option names (matplotlib picks the format from the
+    suffix, and would refuse .pt or no suffix only after all the work), checked as above."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"{option} must name a .png file, not {path}")
+    return check_output_file(path, f"{option} file")
 
 
 def make_output_folder(path: str | Path, what: str) -> Path:

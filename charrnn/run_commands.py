@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from .errors import CharrnnError, UsageError
+from .errors import CharrnnError
+from .output_files import check_plot_file
 
 
 def runs(
@@ -52,8 +53,7 @@ def plot(
     from .plots import plot_loss_curves
     from .run_history import read_loss_curves
 
-    if output.suffix.lower() != ".png":
-        raise UsageError(f"--output must name a .png file, not {output}")
+    check_plot_file(output, "--output")
     curves = [read_loss_curves(folder) for folder in run_dirs]
     plot_loss_curves(curves, output)
     if as_json:

@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import Checkpoint, load_checkpoint, rebuilding_from
 from .devices import resolve_device, resolve_precision, start_device
-from .errors import CharrnnError, UsageError
+from .errors import Interrupted, UsageError
 from .events import PreparingEvent, TrainingEvent
 from .train import (Trainer, TrainConfig, TrainingTask, TrainResult, check_run_dir, claim_run_dir,
                     resume_checkpoint_path, resumed_train_config)
@@ -109,14 +109,14 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
 
     The run folder is checked writable before any data is read (see train.check_run_dir). A
     resumed run that has already finished trains nothing and writes nothing (see Trainer.run).
-    Ctrl-C before the first training step raises a one-line CharrnnError with exit code 130, as
+    Ctrl-C before the first training step raises a one-line Interrupted error (exit code 130), as
     Ctrl-C during training exits 130 (the Trainer turns that one into a saved, resumable stop)."""
     try:
         started = _start(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
                          overwrite=overwrite, on_event=on_event)
     except KeyboardInterrupt:
         kept = "the run's checkpoints are as they were" if resume is not None else "nothing was saved"
-        raise CharrnnError(f"interrupted before the first training step; {kept}", exit_code=130) from None
+        raise Interrupted(f"interrupted before the first training step; {kept}") from None
     return started.run() if isinstance(started, Trainer) else started
 
 
@@ -150,11 +150,18 @@ def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | Non
         prepared = recipe.new_run(train, place)
     if prepared.ended is not None:
         return prepared.ended
-    trainer = Trainer(prepared.task, prepared.train, place.run_dir, device=torch_device, amp_dtype=amp_dtype,
-                      on_event=on_event, settings_note=prepared.settings_note)
-    if checkpoint is not None:
-        with rebuilding_from(path, with_user_options=True):  # resuming an export is the user's mistake
-            trainer.load_resume_state(checkpoint)
-    else:
+
+    def make_trainer() -> Trainer:
+        return Trainer(prepared.task, prepared.train, place.run_dir, device=torch_device, amp_dtype=amp_dtype,
+                       on_event=on_event, settings_note=prepared.settings_note)
+
+    if checkpoint is None:
+        trainer = make_trainer()
         trainer.state.elapsed = prepared.seconds_spent  # choosing the settings was part of the budget
+        return trainer
+    # The stored training settings and state are read here: a damaged record is one line naming
+    # the file (and resuming an export stays the user's mistake).
+    with rebuilding_from(path, with_user_options=True):
+        trainer = make_trainer()
+        trainer.load_resume_state(checkpoint)
     return trainer

@@ -31,12 +31,14 @@ from .checkpoint import (Checkpoint, leftover_temporaries, load_checkpoint, save
 from .devices import autocast
 from .errors import CharrnnError, UsageError
 from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
-from .numbers import check_finite, check_seed
+from .numbers import check_finite, check_range, check_seed
 
 
 # The settings a task may leave unset (None) for its own default, which the language model
 # chooses from the measured speed of this machine (see language/adaptive.py).
 TASK_DEFAULTS = ("learning_rate", "min_lr_ratio", "warmup_steps", "eval_every")
+MAX_EPOCHS = 1_000_000
+MAX_TIME_BUDGET = 10**9  # seconds: some 30 years
 
 
 @dataclass
@@ -79,6 +81,9 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        # Beyond these no run ends in this lifetime, and the step count they imply overflows.
+        check_range(self.epochs, "--epochs", high=MAX_EPOCHS)
+        check_range(self.time_budget, "--time-budget", high=MAX_TIME_BUDGET)
 
     def with_defaults(self, **defaults) -> TrainConfig:
         """A copy with each setting left unset (None) replaced by the given default."""
@@ -133,6 +138,23 @@ class TrainState:
     # Why the run ended (a StopReason's value), kept in its closing checkpoints so that a resume
     # knows it has ended; None while it can go on (also after Ctrl-C).
     stop_reason: str | None = None
+
+    def check(self) -> None:
+        """Raise ValueError for a state no run writes (read from a damaged checkpoint): counts
+        that are not whole numbers of 0 or more, a time that is not, an evaluation record without
+        its step, time and loss."""
+        for name in ("step", "tokens_seen", "best_step", "evals_without_improvement"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"its training state has {name} {value!r}")
+        if not isinstance(self.elapsed, (int, float)) or not 0 <= self.elapsed < math.inf:
+            raise ValueError(f"its training state has elapsed {self.elapsed!r}")
+        if not isinstance(self.history, list):
+            raise ValueError("its training history is not a list")
+        for record in self.history:
+            if not (isinstance(record, dict) and type(record.get("step")) is int
+                    and all(isinstance(record.get(key), (int, float)) for key in ("elapsed", "val_loss"))):
+                raise ValueError(f"its training history has a record without a step, time and loss: {record!r:.80}")
 
 
 class StopReason(str, Enum):
@@ -299,6 +321,7 @@ class Trainer:
         self.model.load_state_dict(checkpoint.model_state)
         self.optimizer.load_state_dict(checkpoint.resume["optimizer"])
         self.state = TrainState(**checkpoint.train_state)
+        self.state.check()
         self.task.load_data_state(checkpoint.resume["data"])
         self._pending_rng = checkpoint.resume["rng"]
         self._saved_config = TrainConfig(**checkpoint.training["config"])

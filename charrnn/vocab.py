@@ -9,9 +9,12 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from .errors import CharrnnError, UsageError
+from .errors import CharrnnError
+from .numbers import check_range
 
 VOCAB_KINDS = ("char", "bpe")
+MAX_WORD_BYTES = 256  # the longest piece BPE trains on and encodes as one word (see train_bpe)
+MAX_BPE_VOCAB = 1_000_000  # ten times the largest in common use (GPT-4's is about 100,000)
 
 # Every single character, newlines included, is its own pre-token.
 _ONE_CHARACTER = Regex(r"[\s\S]")
@@ -59,11 +62,18 @@ class Vocab:
         """Byte-level BPE trained on the texts: every byte is in the base alphabet, so any UTF-8
         text encodes and decodes exactly, and nothing is ever out of vocabulary. vocab_size
         counts the specials too."""
-        if vocab_size - len(specials) < 257:
-            raise UsageError(f"--vocab-size must be at least {257 + len(specials)} for byte-level BPE (256 bytes + merges), not {vocab_size}")
+        # At least the 256 bytes and one merge; at most MAX_BPE_VOCAB, as the trainer allocates
+        # for the size asked before it reads a byte (a billion aborts the process).
+        check_range(vocab_size, "--vocab-size", 257 + len(specials), MAX_BPE_VOCAB)
         tokenizer = Tokenizer(models.BPE())
         # No normaliser and no prefix space: both would change the text and break round-trips.
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        # Words longer than MAX_WORD_BYTES are cut into pieces of that length: the trainer's time
+        # grows with the square of a word's length (a 60,000-character run without a space took
+        # 2 s, a megabyte of base64 would take hours), and no merge is that long anyway.
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            pre_tokenizers.Split(Regex(f"[\\s\\S]{{1,{MAX_WORD_BYTES}}}"), behavior="isolated"),
+        ])
         tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size - len(specials),
@@ -82,7 +92,11 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, data: dict) -> Vocab:
-        return cls(Tokenizer.from_str(data["tokenizer"]), data["kind"], tuple(data.get("specials", ())))
+        try:
+            tokenizer = Tokenizer.from_str(data["tokenizer"])
+        except Exception as exc:  # noqa: BLE001 - the Rust side raises a bare Exception for bad JSON
+            raise ValueError(f"its vocabulary does not load: {str(exc)[:120]}") from None
+        return cls(tokenizer, data["kind"], tuple(data.get("specials", ())))
 
     def fingerprint(self) -> str:
         """A short stable id of the vocabulary, for naming cached token files."""

@@ -52,6 +52,60 @@ def test_text_in_another_encoding(tmp_path, command):
     assert read.returncode == 0, read.stderr.decode()
     assert json.loads(read.stdout)[{"translate": "source", "classify": "text"}[command]] == "café crème"
     assert_one_line_error(run(command, "--encoding", "klingon", cwd=tmp_path, input_bytes=latin), 2, "--encoding")
+    # a codec that is no text encoding (hex, base64, rot13) is refused by name, not failed on later
+    assert_one_line_error(run(command, "--encoding", "base64", cwd=tmp_path, input_bytes=latin), 2, "not a text encoding")
+    # utf-16: two bytes a newline, one byte-order mark for the whole stream
+    wide = run(command, "--encoding", "utf-16", "--json", cwd=tmp_path, input_bytes="café\nthé\n".encode("utf-16"))
+    assert wide.returncode == 0, wide.stderr.decode()
+    assert [json.loads(line)[{"translate": "source", "classify": "text"}[command]] for line in wide.stdout.splitlines()] == ["café", "thé"]
+    assert_one_line_error(run(command, "--encoding", "utf-16", cwd=tmp_path, input_bytes="café".encode("utf-16-le")), 1, "utf-16")
+
+
+def test_every_reader_checks_the_encoding(tmp_path):
+    from charrnn.classify.labelled import read_labelled
+    from charrnn.data import iter_text_chunks
+    from charrnn.errors import CharrnnError, UsageError
+    from charrnn.text_encoding import check_encoding
+    from charrnn.translate.pairs import read_pairs
+
+    assert check_encoding("latin1") == "iso8859-1"
+    text = tmp_path / "text.tsv"
+    text.write_bytes("hello\tworld\n".encode("utf-16-le"))  # no byte-order mark
+    readers = [lambda e: list(iter_text_chunks(text, e)), lambda e: read_pairs(text, encoding=e),
+               lambda e: read_labelled([text], encoding=e)]
+    for read in readers:
+        for codec in ("hex", "zlib", "rot13"):
+            with pytest.raises(UsageError, match="not a text encoding"):
+                read(codec)
+        with pytest.raises(CharrnnError, match="not valid utf-16 text"):  # the decoder's own UnicodeError
+            read("utf-16")
+
+
+def test_a_split_of_few_distinct_sources_is_one_error():
+    from charrnn.errors import CharrnnError
+    from charrnn.translate.pairs import split_pairs
+
+    pairs = [("Hello.", f"Hola {i}.") for i in range(50)] + [("Bye.", "Adiós.")]
+    with pytest.raises(CharrnnError, match="2 distinct sources"):  # 51 pairs, but only two sources to split
+        split_pairs(pairs, test_size=1, dev_size=1)
+
+
+def test_bpe_trains_on_a_very_long_word():
+    """A long run without a space (base64, DNA) is cut into MAX_WORD_BYTES pieces: training time
+    grew with the square of its length. Text still round-trips exactly."""
+    from charrnn.vocab import MAX_WORD_BYTES, Vocab
+
+    text = "ACGT" * 50_000 + " and a few words"
+    vocab = Vocab.train_bpe([text], 400)
+    assert vocab.decode(vocab.encode(text)) == text
+    assert max(len(token) for token in vocab.tokenizer.get_vocab()) <= MAX_WORD_BYTES
+
+
+def test_a_plot_must_be_a_png_before_any_work(tmp_path):
+    assert_one_line_error(run("translate", "--plot", "attention.pt", "hello", cwd=tmp_path), 2, "--plot", ".png")
+    assert_one_line_error(run("classify", "eval", "--plot", "confusion", cwd=tmp_path), 2, "--plot", ".png")
+    assert_one_line_error(run("translate", "--plot", "missing/attention.png", "hello", cwd=tmp_path), 1, "missing")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_outputs_that_cannot_be_written(tmp_path, no_newline_model):

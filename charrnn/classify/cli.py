@@ -13,6 +13,8 @@ import typer
 from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
 from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, finish_training, input_lines
 from ..errors import UsageError
+from ..numbers import check_finite, check_range
+from ..output_files import check_plot_file
 
 BUNDLED = "sentiment"  # charrnn/models/sentiment.pt
 # Defaults measured on rt-polarity folds (README, "How the defaults were chosen"); train and cv share them.
@@ -65,8 +67,10 @@ def _configs(options: TrainingOptions, own: dict):
     from .task import ClassificationDataConfig
     from ..train import TrainConfig
 
-    if own["pretrain_epochs"] < 0:
-        raise UsageError(f"--pretrain-epochs must be 0 or more, not {own['pretrain_epochs']}")
+    check_range(own["pretrain_epochs"], "--pretrain-epochs", low=0)
+    check_finite(own["pretrain_lr"], "--pretrain-lr")
+    if own["pretrain_lr"] <= 0:
+        raise UsageError(f"--pretrain-lr must be positive, not {own['pretrain_lr']}")
     train = options.train_config(default_epochs=DEFAULT_EPOCHS)
     pretrain = None
     if own["pretrain_epochs"]:
@@ -149,6 +153,8 @@ def classify_eval(
     from .task import (ClassificationDataConfig, evaluate_classifier, load_classifier, read_evaluation_data,
                        validation_split)
 
+    if plot is not None:
+        check_plot_file(plot, "--plot")
     model, vocab, label_names, payload = load_classifier(checkpoint, device=device)
     if data:
         examples = read_evaluation_data(data, label_names, skip_bad=skip_bad, encoding=encoding)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CharrnnError, UsageError, malformed_lines_error
+from ..text_encoding import check_encoding, not_in_encoding
 
 IMBALANCE_RATIO = 3.0  # the largest class this many times the smallest earns a warning
 
@@ -62,6 +63,7 @@ def labels_from_file_names(paths: Sequence[Path]) -> list[str]:
 
 
 def _read_lines(path: Path, encoding: str):
+    check_encoding(encoding)
     if not path.exists():
         raise CharrnnError(f"data file {path} does not exist")
     if path.is_dir():
@@ -69,8 +71,8 @@ def _read_lines(path: Path, encoding: str):
     try:
         with open(path, encoding=encoding, newline="") as handle:
             yield from enumerate(handle, start=1)
-    except UnicodeDecodeError as exc:
-        raise CharrnnError(f"data file {path} is not valid {encoding} ({exc.reason}); pass --encoding with its encoding") from None
+    except UnicodeError as exc:
+        raise not_in_encoding(f"data file {path}", encoding, exc) from None
     except OSError as exc:
         raise CharrnnError(f"cannot read data file {path}: {exc.strerror or exc}") from None
 

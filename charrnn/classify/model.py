@@ -12,10 +12,14 @@ from torch.nn import functional as F
 
 from ..cells import Recurrent, RecurrentConfig, check_recurrent_options
 from ..errors import UsageError
+from ..numbers import check_finite, check_range
 from .ngrams import NgramCounts
 
 POOLING_TYPES = ("max", "mean", "attention")
 MAX_NGRAM_BUCKETS = 2**32  # the range of the CRC-32 hash (ngrams.ngram_ids)
+# Each word starts this many n-grams; beyond a few words an n-gram is almost never seen twice,
+# and a huge order made training hang.
+MAX_NGRAM_ORDER = 8
 
 
 @dataclass
@@ -44,9 +48,11 @@ class ClassifierConfig:
             raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
         if self.num_classes < 2:
             raise UsageError("a classifier needs at least two classes")
-        if not 0 <= self.ngram_buckets <= MAX_NGRAM_BUCKETS or self.ngram_order < 1 or self.ngram_smoothing <= 0:
-            raise UsageError(f"--ngram-buckets must be 0 to {MAX_NGRAM_BUCKETS}, --ngram-order at least 1 and the "
-                             "n-gram smoothing positive")
+        check_range(self.ngram_buckets, "--ngram-buckets", 0, MAX_NGRAM_BUCKETS)
+        check_range(self.ngram_order, "--ngram-order", 1, MAX_NGRAM_ORDER)
+        check_finite(self.ngram_smoothing, "the n-gram smoothing")
+        if self.ngram_smoothing <= 0:
+            raise UsageError(f"the n-gram smoothing must be positive, not {self.ngram_smoothing}")
 
     @classmethod
     def check_options(cls, options: dict) -> None:
@@ -117,7 +123,13 @@ class Classifier(nn.Module):
                     setattr(self, name, torch.empty_like(stored, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if self.config.ngram_buckets:
-            self.ngram_totals = self.ngram_counts.sum(dim=0).float()
+            buckets, counts = self.counted_buckets, self.ngram_counts
+            # What counts_of relies on, which a stored file (damaged or edited) need not hold.
+            if not (buckets.dtype == torch.long and buckets.dim() == 1 and not counts.is_floating_point()
+                    and counts.shape == (len(buckets), self.config.num_classes)):
+                raise ValueError(f"the n-gram counts {tuple(counts.shape)} do not match their buckets {tuple(buckets.shape)} "
+                                 f"and {self.config.num_classes} classes")
+            self.ngram_totals = counts.sum(dim=0).float()
 
     def counts_of(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (...) bucket ids -> (..., C) their counts; a bucket never counted has none."""

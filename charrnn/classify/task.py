@@ -360,12 +360,15 @@ def validation_split(checkpoint: Checkpoint) -> LabelledTexts:
     """The validation texts of the run that made a checkpoint: its data files split again with
     the same settings, which gives the same texts, none of which its recurrent part trained on.
     Its naive Bayes channel counted them, so evaluate them with counted=True."""
-    data = ClassificationDataConfig.from_checkpoint(checkpoint)
     if not checkpoint.metadata.get("data_paths"):
         raise UsageError("this checkpoint does not name its data; give labelled data with --data")
-    paths = [locate_data_file(recorded_data_file(p), "data file") for p in checkpoint.metadata["data_paths"]]
-    examples = read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding, label_names=checkpoint.metadata["label_names"])
-    return train_validation_split(examples, data)[1]
+    with rebuilding_from(checkpoint.path):  # the paths and the split settings are the checkpoint's
+        data = ClassificationDataConfig.from_checkpoint(checkpoint)
+        data.validate()
+        paths = [locate_data_file(recorded_data_file(p), "data file") for p in checkpoint.metadata["data_paths"]]
+        examples = read_labelled(paths, skip_bad=data.skip_bad, encoding=data.encoding,
+                                 label_names=checkpoint.metadata["label_names"])
+        return train_validation_split(examples, data)[1]
 
 
 def train_validation_split(examples: LabelledTexts, data: ClassificationDataConfig) -> tuple[LabelledTexts, LabelledTexts]:
@@ -482,6 +485,7 @@ def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Class
     """Rebuild the model, vocabulary and label names from a checkpoint, ready for inference."""
     saved = load_checkpoint(checkpoint, task=TASK)
     with rebuilding_from(checkpoint):
+        ClassificationDataConfig.from_checkpoint(saved)  # read by every use: a damaged one fails here
         model = restore_for_inference(Classifier(ClassifierConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
         return model, Vocab.from_dict(saved.metadata["vocab"]), list(saved.metadata["label_names"]), saved
 

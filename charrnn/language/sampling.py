@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UsageError
-from ..numbers import check_finite
+from ..numbers import check_finite, check_range
+
+MAX_TEMPERATURE = 1000.0
 
 
 @dataclass
@@ -23,8 +25,9 @@ class SamplingConfig:
         check_finite(self.top_p, "--top-p")
         if self.temperature < 0:
             raise UsageError(f"--temp must be 0 (greedy) or positive, not {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, not {self.top_k}")
+        # Far above 1 the choice is already uniform; far larger overflows the kernel's scale.
+        check_range(self.temperature, "--temp", high=MAX_TEMPERATURE)
+        check_range(self.top_k, "--top-k", low=1)
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise UsageError(f"--top-p must be in (0, 1], not {self.top_p}")
 

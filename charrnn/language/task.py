@@ -32,7 +32,6 @@ from ..data import (
 from ..devices import autocast, resolve_device
 from ..errors import CharrnnError, UsageError
 from ..numbers import check_seed
-from ..events import TrainingEvent
 from ..runs import OneFileRecipe, PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult, make_optimizer
 from ..vocab import Vocab, format_characters

@@ -13,6 +13,8 @@ import typer
 from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
 from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, finish_training, input_lines
 from ..errors import UsageError
+from ..output_files import check_plot_file
+from ..numbers import check_range
 
 BUNDLED = "spa-eng"  # charrnn/models/spa-eng.pt
 
@@ -44,8 +46,9 @@ def translate_text(
     from ..plots import plot_attention
     from .task import UNK, TranslationDataConfig, attention_weights, load_translator, token_strings, translate
 
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, not {batch_size}")
+    check_range(batch_size, "--batch-size", low=1)
+    if plot is not None:
+        check_plot_file(plot, "--plot")
     chunks = input_lines(texts, "sentences to translate", encoding)
     model, source_vocab, target_vocab, payload = load_translator(checkpoint, device=device)
     data = TranslationDataConfig.from_checkpoint(payload)
@@ -92,6 +95,7 @@ def translate_train(
     pairs: Annotated[Optional[str], typer.Argument(help="source<TAB>target lines, plain or gzip (with --resume: the run's own when left out).")] = None,
     reverse: Annotated[bool, typer.Option("--reverse", rich_help_panel="Data", help="Swap the direction (target to source).")] = False,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines instead of stopping.")] = False,
+    encoding: Annotated[str, typer.Option(rich_help_panel="Data", help="Text encoding of the pair file.")] = "utf-8",
     shared_vocab: Annotated[bool, typer.Option("--shared-vocab", rich_help_panel="Data", help="One vocabulary for both sides.")] = False,
     test_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Held-out test pairs (split by source sentence).")] = 2000,
     dev_size: Annotated[int, typer.Option(rich_help_panel="Data", help="Dev pairs for early stopping.")] = 2000,
@@ -111,7 +115,8 @@ def translate_train(
     options = TrainingOptions.take(shared)
     data = TranslationDataConfig(tokenizer=options.tokenizer, vocab_size=options.vocab_size, shared_vocab=shared_vocab,
                                  batch_size=options.batch_size, max_tokens=max_tokens, test_size=test_size,
-                                 dev_size=dev_size, reverse=reverse, skip_bad=skip_bad, typed_copies=typed_copies)
+                                 dev_size=dev_size, reverse=reverse, skip_bad=skip_bad, encoding=encoding,
+                                 typed_copies=typed_copies)
     model = options.model_options()
     layers = model.pop("num_layers")
     model_config = dict(model, attention=attention, encoder_layers=encoder_layers or layers,
@@ -133,6 +138,8 @@ def translate_eval(
     examples: Annotated[int, typer.Option(help="Example translations to show (on stderr).")] = 5,
     batch_size: Annotated[int, typer.Option(help="Sentences decoded together.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    encoding: Annotated[Optional[str], typer.Option(help="Text encoding of the --data file \\[default: the training run's].")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed lines of the --data file instead of stopping.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one a decoding: decoding, beam, bleu, chrf, looping, sentences_per_second, pairs, split.")] = False,
 ):
     """BLEU and chrF (sacrebleu) on the held-out test pairs, greedy and beam: one line a decoding
@@ -140,12 +147,12 @@ def translate_eval(
     from rich.table import Table
 
     from ..console import stderr_console
-    from .task import evaluate_translations, held_out_pairs, load_translator
+    from .task import MAX_BEAM, evaluate_translations, held_out_pairs, load_translator
 
-    if beam < 1:
-        raise UsageError(f"--beam must be at least 1, not {beam}")
+    check_range(beam, "--beam", 1, MAX_BEAM)
+    check_range(batch_size, "--batch-size", low=1)
     model, source_vocab, target_vocab, payload = load_translator(checkpoint, device=device)
-    pairs = held_out_pairs(payload, data, split)
+    pairs = held_out_pairs(payload, data, split, encoding=encoding, skip_bad=skip_bad)
     stderr_console.print(f"{len(pairs):,} held-out {split} pairs (sources never seen in training)")
     results = evaluate_translations(model, source_vocab, target_vocab, pairs, beams=sorted({1, beam}), batch_size=batch_size)
     if not as_json:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CharrnnError, malformed_lines_error
+from ..text_encoding import check_encoding, not_in_encoding
 from ..normalise import FINAL_PUNCTUATION
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -41,6 +42,7 @@ def read_pairs(path: str | Path, *, reverse: bool = False, skip_bad: bool = Fals
     or skipped (and its number recorded) with skip_bad. Blank lines are ignored.
     """
     path = Path(path)
+    check_encoding(encoding)
     if not path.exists():
         raise CharrnnError(f"pair file {path} does not exist")
     pairs: list[tuple[str, str]] = []
@@ -57,8 +59,8 @@ def read_pairs(path: str | Path, *, reverse: bool = False, skip_bad: bool = Fals
                     continue
                 source, target = columns[0].strip(), columns[1].strip()
                 pairs.append((target, source) if reverse else (source, target))
-    except UnicodeDecodeError as exc:
-        raise CharrnnError(f"pair file {path} is not valid {encoding} ({exc.reason}); pass --encoding with its encoding") from None
+    except UnicodeError as exc:
+        raise not_in_encoding(f"pair file {path}", encoding, exc) from None
     except (OSError, EOFError) as exc:
         raise CharrnnError(f"cannot read pair file {path}: {exc}") from None
     if bad and not skip_bad:
@@ -66,6 +68,10 @@ def read_pairs(path: str | Path, *, reverse: bool = False, skip_bad: bool = Fals
     if not pairs:
         raise CharrnnError(f"pair file {path} has no sentence pairs")
     return PairFile(pairs, bad)
+
+
+class TooFewPairs(CharrnnError):
+    """The pairs cannot be split as asked (split_pairs)."""
 
 
 @dataclass
@@ -89,20 +95,23 @@ def split_pairs(pairs: Sequence[tuple[str, str]], *, test_size: int = 2000, dev_
         groups.setdefault(pair[0], []).append(pair)
     sources = sorted(groups)
     random.Random(seed).shuffle(sources)
-    if test_size + dev_size >= len(pairs):
-        raise CharrnnError(
-            f"{len(pairs)} pairs are too few for a test split of {test_size} and a dev split of {dev_size}; "
-            "use more pairs or smaller --test-size / --dev-size"
-        )
+    too_few = TooFewPairs(
+        f"{len(pairs)} pairs ({len(sources)} distinct sources) are too few for a test split of {test_size}, "
+        f"a dev split of {dev_size} and some to train on; use more pairs or smaller --test-size / --dev-size"
+    )
     held_out: list[list[tuple[str, str]]] = []
     position = 0
     for size in (test_size, dev_size):
         taken: list[tuple[str, str]] = []
         while len(taken) < size:
+            if position == len(sources):
+                raise too_few
             taken.extend(groups[sources[position]])
             position += 1
         held_out.append(taken[:size])
     train = [pair for source in sources[position:] for pair in groups[source]]
+    if not train:
+        raise too_few
     return PairSplit(train=train, dev=held_out[1], test=held_out[0])
 
 

@@ -5,7 +5,7 @@ translation decodes batches of lines (greedy or beam) and keeps their order."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -16,15 +16,16 @@ from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_f
 from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..devices import resolve_device
-from ..errors import UsageError
-from ..events import TrainingEvent
+from ..errors import CharrnnError, UsageError
 from ..normalise import as_written_sentence, learn_casing
+from ..text_encoding import check_encoding
+from ..numbers import check_finite, check_range
 from ..runs import OneFileRecipe, PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult
 from ..vocab import SEQ2SEQ_SPECIALS, Vocab
 from .decoding import beam_search, greedy_search
 from .model import Translator, TranslatorConfig
-from .pairs import PairSplit, read_pairs, split_pairs, with_typed_copies
+from .pairs import PairSplit, TooFewPairs, read_pairs, split_pairs, with_typed_copies
 
 TASK = "translator"
 # Training settings a caller leaves unset (the CLI's defaults, chosen on the dev pairs).
@@ -56,6 +57,7 @@ class TranslationDataConfig:
     split_seed: int = 0
     reverse: bool = False
     skip_bad: bool = False
+    encoding: str = "utf-8"  # of the pair file
     # A share of the training pairs is also given with its source as people type it (lower-case,
     # no final punctuation; pairs.with_typed_copies); dev and test pairs never change.
     typed_copies: float = 0.0
@@ -82,6 +84,8 @@ class TranslationDataConfig:
             raise UsageError(f"unknown --tokenizer {self.tokenizer!r}; choose char or bpe")
         if self.batch_size < 1 or self.max_tokens < 2:
             raise UsageError("--batch-size must be at least 1 and --max-tokens at least 2")
+        check_range(self.test_size, "--test-size", low=1)  # an empty test split has no figure to report
+        check_range(self.dev_size, "--dev-size", low=1)  # nor an empty dev split a checkpoint to choose
 
 
 def build_vocabs(split: PairSplit, data: TranslationDataConfig) -> tuple[Vocab, Vocab]:
@@ -191,7 +195,7 @@ def load_split(pairs_path: str, data: TranslationDataConfig) -> tuple[PairSplit,
     from ..corpora import locate_data_file
 
     path = locate_data_file(pairs_path, "pair file")
-    pair_file = read_pairs(path, reverse=data.reverse, skip_bad=data.skip_bad)
+    pair_file = read_pairs(path, reverse=data.reverse, skip_bad=data.skip_bad, encoding=data.encoding)
     split = split_pairs(pair_file.pairs, test_size=data.test_size, dev_size=data.dev_size, seed=data.split_seed)
     if data.written_sources is None:
         data = replace(data, written_sources=sources_are_written([source for source, _ in split.train]))
@@ -273,6 +277,7 @@ class TranslatorRecipe(OneFileRecipe):
 def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Translator, Vocab, Vocab, Checkpoint]:
     saved = load_checkpoint(checkpoint, task=TASK)
     with rebuilding_from(checkpoint):
+        TranslationDataConfig.from_checkpoint(saved)  # read by every use: a damaged one fails here
         model = restore_for_inference(Translator(TranslatorConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
         return model, Vocab.from_dict(saved.metadata["source_vocab"]), Vocab.from_dict(saved.metadata["target_vocab"]), saved
 
@@ -281,6 +286,10 @@ def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Trans
 # trained on sentences (pairs up to max_tokens, 120 by default) has never written more, and an
 # uncapped 10,000-character line took over a minute to decode. --max-len sets any cap.
 MAX_DEFAULT_OUTPUT = 256
+# The largest --max-len and --beam: decoding keeps beam x max_len tokens a sentence, and beyond
+# these a batch exhausts memory long before a better translation comes out.
+MAX_OUTPUT = 10_000
+MAX_BEAM = 100
 
 
 @dataclass
@@ -307,14 +316,13 @@ def translate(model: Translator, source_vocab: Vocab, target_vocab: Vocab, lines
     so (37.3 without the casing, 9.2 read as typed; 41.7 on the sources as written).
     No output repeats an n-gram of no_repeat_ngram tokens (0: no blocking; None:
     default_no_repeat_ngram)."""
-    if beam < 1:
-        raise UsageError(f"--beam must be at least 1, not {beam}")
-    if max_len is not None and max_len < 1:
-        raise UsageError(f"--max-len must be at least 1, not {max_len}")
+    check_range(beam, "--beam", 1, MAX_BEAM)
+    check_range(batch_size, "--batch-size", low=1)
+    check_range(max_len, "--max-len", 1, MAX_OUTPUT)
+    check_range(no_repeat_ngram, "--no-repeat-ngram", low=0)
+    check_finite(length_penalty, "--length-penalty")
     if no_repeat_ngram is None:
         no_repeat_ngram = default_no_repeat_ngram(target_vocab)
-    elif no_repeat_ngram < 0:
-        raise UsageError(f"--no-repeat-ngram must be 0 or more, not {no_repeat_ngram}")
     device = next(model.parameters()).device
     results: list[Translation | None] = [None] * len(lines)
     encoded = []
@@ -375,14 +383,28 @@ class EvalResult:
 HELD_OUT_SPLITS = ("test", "dev")
 
 
-def held_out_pairs(checkpoint: Checkpoint, pairs_path: str | None = None, split: str = "test") -> list[tuple[str, str]]:
+def held_out_pairs(checkpoint: Checkpoint, pairs_path: str | None = None, split: str = "test", *,
+                   encoding: str | None = None, skip_bad: bool = False) -> list[tuple[str, str]]:
     """The test (or dev) pairs of the run that made a checkpoint: its corpus (or pairs_path)
     split again with the same settings, which gives the same pairs, none of whose sources were
     trained on. The dev pairs chose the checkpoint (early stopping) and the settings; only the
-    test pairs give an unbiased figure."""
+    test pairs give an unbiased figure. encoding (default: the run's) and skip_bad (or the
+    run's) are for a pairs_path other than the file trained on."""
     if split not in HELD_OUT_SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(HELD_OUT_SPLITS)}")
-    pair_split, _ = split_again(checkpoint, pairs_path, TranslationDataConfig.from_checkpoint(checkpoint))
+    if pairs_path is None and not checkpoint.metadata.get("corpus_path"):
+        raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
+    if encoding is not None:
+        check_encoding(encoding)
+    with rebuilding_from(checkpoint.path):  # the split settings are the checkpoint's
+        data = TranslationDataConfig.from_checkpoint(checkpoint)
+        data.validate()
+        data = replace(data, encoding=encoding or data.encoding, skip_bad=skip_bad or data.skip_bad)
+        try:
+            pair_split, _ = split_again(checkpoint, pairs_path, data)
+        except TooFewPairs:  # the sizes are the run's: the file is the thing to change
+            raise CharrnnError(f"the pair file has too few pairs for this model's split ({data.test_size} test and "
+                               f"{data.dev_size} dev pairs); give the file the model was trained on") from None
     return pair_split.test if split == "test" else pair_split.dev
 
 
