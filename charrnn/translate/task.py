@@ -215,10 +215,15 @@ def learn_source_casing(checkpoint: Checkpoint, pairs_path: str | None = None) -
 def split_again(checkpoint: Checkpoint, pairs_path: str | None, data: TranslationDataConfig) -> tuple[PairSplit, TranslationDataConfig]:
     """The split of the run that made a checkpoint, from its recorded corpus (or pairs_path), with
     data's settings, and those settings as load_split decides them."""
+    split, data, _, _ = load_split(pair_file_of(checkpoint, pairs_path), data)
+    return split, data
+
+
+def pair_file_of(checkpoint: Checkpoint, pairs_path: str | None) -> str:
+    """pairs_path, or else the pair file the checkpoint's run trained on."""
     if pairs_path is None and not checkpoint.metadata.get("corpus_path"):
         raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
-    split, data, _, _ = load_split(str(pairs_path or recorded_data_file(checkpoint.metadata["corpus_path"])), data)
-    return split, data
+    return str(pairs_path or recorded_data_file(checkpoint.metadata["corpus_path"]))
 
 
 def sources_are_written(sources: Sequence[str]) -> bool:
@@ -392,8 +397,8 @@ def held_out_pairs(checkpoint: Checkpoint, pairs_path: str | None = None, split:
     run's) are for a pairs_path other than the file trained on."""
     if split not in HELD_OUT_SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(HELD_OUT_SPLITS)}")
-    if pairs_path is None and not checkpoint.metadata.get("corpus_path"):
-        raise UsageError("this checkpoint does not name its corpus; give the pair file with --data")
+    with rebuilding_from(checkpoint.path, with_user_options=True):  # no recorded corpus: the user's to fix
+        pairs_path = pair_file_of(checkpoint, pairs_path)
     if encoding is not None:
         check_encoding(encoding)
     with rebuilding_from(checkpoint.path):  # the split settings are the checkpoint's
