@@ -316,7 +316,17 @@ def floats(*, high: float | None = None) -> st.SearchStrategy:
     is a valid request for a lot of work), integers and garbage."""
     numbers = st.floats(allow_nan=True, allow_infinity=True) if high is None else st.one_of(
         st.floats(max_value=high, allow_nan=False), st.sampled_from([math.nan, math.inf, -math.inf]))
-    return st.one_of(numbers.map(repr), numbers.map(str), FLOATISH, st.integers(max_value=2).map(str), NOT_NUMBERS, TEXT)
+    floatish = FLOATISH if high is None else FLOATISH.filter(lambda text: not _finite_above(text, high))
+    return st.one_of(numbers.map(repr), numbers.map(str), floatish, st.integers(max_value=2).map(str), NOT_NUMBERS, TEXT)
+
+
+def _finite_above(text: str, high: float) -> bool:
+    """Whether text reads as a finite number above high (a valid request for more work)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value > high
 
 
 def choices(*valid: str) -> st.SearchStrategy:
