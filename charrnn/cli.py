@@ -216,8 +216,6 @@ def main(argv: list[str] | None = None) -> int:
         if code == 130:
             _error("interrupted")
         sys.stdout.flush()  # a full disk shows at the last flush as often as at a write
-    except typer.Exit as exc:  # typer returns these when not standalone; kept for its other paths
-        code = exc.exit_code
     except typer.Abort:
         _error("aborted")
         code = 130

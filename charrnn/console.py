@@ -3,7 +3,6 @@ writes to stdout, which carries results only."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 
@@ -155,9 +154,7 @@ def checkpoint_summary(path: str, checkpoint: Checkpoint) -> dict:
     from .checkpoint import rebuilding_from
 
     with rebuilding_from(checkpoint.path):
-        summary = _summary(path, checkpoint)
-        json.dumps(summary)  # plain values only: a tensor where a number belongs is damage too
-    return summary
+        return _summary(path, checkpoint)
 
 
 def _summary(path: str, checkpoint: Checkpoint) -> dict:

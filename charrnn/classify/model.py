@@ -44,8 +44,6 @@ class ClassifierConfig:
         check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout, self.embedding_size)
         if self.pooling not in POOLING_TYPES:
             raise UsageError(f"unknown --pooling {self.pooling!r}; choose one of {', '.join(POOLING_TYPES)}")
-        if self.embedding_size < 1:
-            raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
         if self.num_classes < 2:
             raise UsageError("a classifier needs at least two classes")
         check_range(self.ngram_buckets, "--ngram-buckets", 0, MAX_NGRAM_BUCKETS)

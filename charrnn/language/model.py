@@ -10,7 +10,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cells import Recurrent, RecurrentConfig, State, check_recurrent_options
-from ..errors import UsageError
 
 
 @dataclass
@@ -24,8 +23,6 @@ class LanguageModelConfig:
 
     def __post_init__(self):
         check_recurrent_options(self.cell, self.hidden_size, self.num_layers, self.dropout, self.embedding_size)
-        if self.embedding_size is not None and self.embedding_size < 1:
-            raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
 
     @classmethod
     def check_options(cls, options: dict) -> None:

@@ -40,8 +40,6 @@ class TranslatorConfig:
             raise UsageError(f"unknown --attention {self.attention!r}; choose one of {', '.join(ATTENTION_TYPES)}")
         if self.hidden_size % 2:
             raise UsageError(f"--hidden-size must be even (the encoder's two directions share it), not {self.hidden_size}")
-        if self.embedding_size < 1:
-            raise UsageError(f"--embedding-size must be at least 1, not {self.embedding_size}")
         if self.tie_embeddings and self.embedding_size != self.hidden_size:
             raise UsageError("--tie-embeddings needs --embedding-size equal to --hidden-size "
                              f"({self.embedding_size} != {self.hidden_size})")
