@@ -21,8 +21,11 @@ BUNDLED = "shakespeare"  # charrnn/models/shakespeare.pt
 # -- train -------------------------------------------------------------------------------------
 
 
-@with_options(TRAINING_OPTIONS, defaults=dict(tokenizer="char", vocab_size=2000), helps={
-    "hidden_size": "Units per recurrent layer.",
+@with_options(TRAINING_OPTIONS, defaults=dict(tokenizer="char", vocab_size=2000, num_layers=None), helps={
+    "cell": "lstm, gru or rnn (recurrent), or wavenet (causal dilated convolutions that read a fixed number of past tokens).",
+    "hidden_size": "Units per recurrent layer, or a WaveNet's channels.",
+    "num_layers": "Stacked recurrent layers \\[default: 2], or a WaveNet's dilated layers: dilations 1, 2, 4, ..., so "
+                  "N layers read the last 2**N tokens \\[default: 8, 256 tokens].",
     "embedding_size": "Token embedding width \\[default: hidden size].",
     "dropout": "Dropout on embeddings, between layers and before the head \\[default: 0, more for runs of many epochs].",
     "batch_size": "Parallel streams per batch \\[default: chosen from the measured speed].",

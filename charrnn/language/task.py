@@ -69,9 +69,11 @@ def _detach(state: State) -> State:
 
 
 class LanguageModelTask:
-    """Stateful truncated BPTT over a token file. The hidden state is carried from one window to
-    the next (so the model sees context longer than seq_len) and detached between windows (so
-    back-propagation stays seq_len steps deep); it is reset where the streams wrap around."""
+    """Stateful truncated BPTT over a token file. The state is carried from one window to the next
+    (so the model sees context longer than seq_len) and detached between windows (so
+    back-propagation stays seq_len steps deep); it is reset where the streams wrap around. For a
+    recurrent cell it is the hidden state; for a WaveNet, each layer's last inputs, so that a
+    window's first positions read their whole receptive field, as in one pass over the stream."""
 
     name = TASK
 
