@@ -1,4 +1,4 @@
-"""charrnn: train and use small recurrent sequence models (RNN, LSTM, GRU) on your own text.
+"""charrnn: train and use small sequence models (RNN, LSTM, GRU, WaveNet) on your own text and series.
 
 The public API is importable from here; torch is loaded on first use of a name that needs it,
 so that `charrnn --help` starts fast.
@@ -44,6 +44,14 @@ _PUBLIC = {
     "load_classifier": "classify.task",
     "classify": "classify.task",
     "cross_validate": "classify.task",
+    "WaveNet": "wavenet",
+    "WaveNetConfig": "wavenet",
+    "read_series": "forecast.series",
+    "ForecastDataConfig": "forecast.task",
+    "train_forecaster": "forecast.task",
+    "load_forecaster": "forecast.task",
+    "forecast_next": "forecast.task",
+    "backtest": "forecast.backtest",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -15,13 +15,14 @@ from . import __version__
 from .classify.cli import classify_app
 from .cli_support import CONTEXT
 from .errors import CharrnnError, UsageError
+from .forecast.cli import forecast_app
 from .language.cli import sample, train
 from .run_commands import plot, runs
 from .translate.cli import translate_app
 
 app = typer.Typer(
     name="charrnn",
-    help="Train and use small recurrent sequence models (RNN, LSTM, GRU) on your own text.",
+    help="Train and use small sequence models (RNN, LSTM, GRU, WaveNet) on your own text and series.",
     context_settings=CONTEXT,
     rich_markup_mode="rich",
     no_args_is_help=True,
@@ -38,6 +39,7 @@ app.command(context_settings=CONTEXT)(plot)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(translate_app, name="translate")
 app.add_typer(classify_app, name="classify")
+app.add_typer(forecast_app, name="forecast")
 
 
 def _version(value: bool):
@@ -50,7 +52,7 @@ def _version(value: bool):
 def _root(
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ):
-    """Train and use small recurrent sequence models (RNN, LSTM, GRU) on your own text."""
+    """Train and use small sequence models (RNN, LSTM, GRU, WaveNet) on your own text and series."""
 
 
 # -- info and export ---------------------------------------------------------------------------

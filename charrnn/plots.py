@@ -12,7 +12,7 @@ from .errors import CharrnnError
 from .run_history import LossCurves
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
@@ -23,7 +23,7 @@ def _pyplot():
 
 def save_figure(figure, path: str | Path) -> None:
     """Write the figure as a PNG and close it; an unwritable path is a one-line error."""
-    plt = _pyplot()
+    plt = pyplot()
     try:
         figure.savefig(path, dpi=120)
     except OSError as exc:
@@ -34,7 +34,7 @@ def save_figure(figure, path: str | Path) -> None:
 
 def plot_attention(weights: torch.Tensor, source_tokens: list[str], output_tokens: list[str], path: str | Path) -> None:
     """Save a heat map of attention weights: output tokens down, source tokens across."""
-    plt = _pyplot()
+    plt = pyplot()
     height, width = weights.shape
     figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * width + 1.5), max(3.0, 0.35 * height + 1.5)))
     image = axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
@@ -49,7 +49,7 @@ def plot_attention(weights: torch.Tensor, source_tokens: list[str], output_token
 
 def plot_confusion(confusion: list[list[int]], label_names: Sequence[str], path: str | Path) -> None:
     """Save the confusion matrix as a PNG heat map, counts written in the cells."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(label_names)
     figure, axes = plt.subplots(figsize=(max(3.5, 0.6 * n + 2.5), max(3.0, 0.6 * n + 2.0)))
     image = axes.imshow(confusion, cmap="Blues")
@@ -74,7 +74,7 @@ def plot_loss_curves(runs: Sequence[LossCurves], path: str | Path) -> None:
 
     if not any(run.train or run.val for run in runs):
         raise CharrnnError("no losses to plot: the runs have logged no training step yet")
-    plt = _pyplot()
+    plt = pyplot()
     latest = max((p.elapsed for run in runs for p in run.train + run.val), default=0.0)
     unit, seconds_per_unit = _time_unit(latest)
     figure, (by_step, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True, layout="constrained")

@@ -1,6 +1,6 @@
 """The bundled checkpoints, trained by earlier versions of charrnn, still load and answer through
 today's code: the language model samples, the translator translates, the classifier classifies
-(and reads its texts as it was trained to)."""
+(and reads its texts as it was trained to), the forecaster continues a season."""
 
 import pytest
 
@@ -39,3 +39,20 @@ def test_the_bundled_classifier_reads_casing_and_punctuation_alike():
     predictions = classify(model, vocab, label_names, variants, data=data)
     assert [p.label for p in predictions] == ["pos", "pos"]
     assert predictions[0].probabilities["pos"] == pytest.approx(predictions[1].probabilities["pos"], abs=0.05)
+
+
+def test_the_bundled_forecaster_continues_a_yearly_season():
+    import numpy as np
+
+    from charrnn.forecast.series import read_series
+    from charrnn.forecast.task import forecast_next, load_forecaster
+
+    model, saved = load_forecaster(bundled("airline"), device="cpu")
+    # Three years of a monthly series at the airline's level, peaking every July.
+    months = np.arange(36)
+    values = 400 * np.exp(0.01 * months + 0.2 * np.cos(2 * np.pi * (months - 6) / 12))
+    text = "Month,Passengers\n" + "".join(f"{1958 + m // 12}-{m % 12 + 1:02d},{v:.1f}\n" for m, v in zip(months, values))
+    forecast = forecast_next(model, saved, read_series("", text=text))
+    assert [d.strftime("%Y-%m") for d in forecast.dates][:2] == ["1961-01", "1961-02"]
+    assert forecast.dates[int(np.argmax(forecast.median))].month in (6, 7, 8)  # the peak stays in summer
+    assert np.all(forecast.lower <= forecast.median) and np.all(forecast.median <= forecast.upper)

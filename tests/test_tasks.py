@@ -10,6 +10,7 @@ import pytest
 
 from charrnn.events import StepEvent
 from charrnn.classify.task import ClassificationDataConfig, train_classifier
+from charrnn.forecast.task import ForecastDataConfig, train_forecaster
 from charrnn.language.task import LanguageDataConfig, train_language_model
 from charrnn.translate.task import TranslationDataConfig, train_translator
 from charrnn.train import StopReason, TrainConfig
@@ -43,12 +44,20 @@ def classifier(root):
                                           data=ClassificationDataConfig(tokenizer="char", batch_size=16), **run)
 
 
+def forecaster(root):
+    rng = random.Random(3)
+    values = [100 + 10 * ((i % 12) in (5, 6, 7)) + i + rng.random() for i in range(200)]
+    (root / "series.csv").write_text("value\n" + "".join(f"{v}\n" for v in values))
+    return lambda **run: train_forecaster(str(root / "series.csv"), horizon=6, model_config=dict(hidden_size=16, dropout=0.1),
+                                          data=ForecastDataConfig(batch_size=16), **run)
+
+
 def step_losses(run_dir):
     events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     return {e["step"]: e["loss"] for e in events if e["event"] == "step"}
 
 
-@pytest.mark.parametrize("task", [language_model, translator, classifier])
+@pytest.mark.parametrize("task", [language_model, translator, classifier, forecaster])
 def test_new_run_ctrl_c_resume_and_info(task, tmp_path):
     train = task(tmp_path)
     options = dict(device="cpu", precision="fp32")
