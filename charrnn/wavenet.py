@@ -59,27 +59,36 @@ def check_wavenet_options(channels: int, layers_per_stack: int, stacks: int, dro
 
 class GatedResidualLayer(nn.Module):
     """One dilated layer: a causal convolution whose two halves gate each other (tanh x sigmoid),
-    then 1x1 convolutions to the residual path (added to the input) and to the skip path."""
+    then 1x1 convolutions to the residual path (added to the input) and to the skip path.
+
+    Written as matrix products over (B, T, C), not nn.Conv1d: a kernel-2 dilated convolution is
+    one product of the taps side by side, [W_0 W_1] @ [x_(t-d); x_t], and the residual and skip
+    1x1 convolutions are one product of their stacked weights. On the CPU in fp32 Conv1d's
+    backward pass took half of a language model's step (oneDNN's convolution path, for inputs
+    this small); the same arithmetic as GEMMs runs at the speed of a linear layer."""
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float):
         super().__init__()
+        self.kernel_size, self.dilation = kernel_size, dilation
         self.left_pad = (kernel_size - 1) * dilation  # the steps before t that output t reads
-        self.dilated = nn.Conv1d(channels, 2 * channels, kernel_size, dilation=dilation)
-        self.residual = nn.Conv1d(channels, channels, 1)
-        self.skip = nn.Conv1d(channels, channels, 1)
+        self.dilated = nn.Linear(kernel_size * channels, 2 * channels)  # taps oldest first
+        self.residual_skip = nn.Linear(channels, 2 * channels)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, C, T) and the layer's inputs before it, before (left_pad, B, C): the residual
-        output (B, C, T), the skip output (B, C, T) and the inputs the next window needs."""
+        """x (B, T, C) and the layer's inputs before it, before (left_pad, B, C): the residual
+        output (B, T, C), the skip output (B, T, C) and the inputs the next window needs."""
+        T = x.shape[1]
         # A state carried from a bf16 run into an fp32 one (a resume with another --precision) takes
         # the dtype of this run's activations, as Recurrent's does.
-        seen = torch.cat([before.to(x.dtype).permute(1, 2, 0), x], dim=2)  # (B, C, left_pad + T)
-        filter_part, gate_part = self.dilated(seen).chunk(2, dim=1)  # T positions: the past is the padding
+        seen = torch.cat([before.to(x.dtype).transpose(0, 1), x], dim=1)  # (B, left_pad + T, C)
+        taps = torch.cat([seen[:, i * self.dilation : i * self.dilation + T] for i in range(self.kernel_size)], dim=-1)
+        filter_part, gate_part = self.dilated(taps).chunk(2, dim=-1)  # (B, T, C) each
         z = self.dropout(torch.tanh(filter_part) * torch.sigmoid(gate_part))
+        residual, skip = self.residual_skip(z).chunk(2, dim=-1)
         # A copy, not a view: a view would keep the whole window alive (and save it in a checkpoint).
-        after = seen[:, :, seen.shape[2] - self.left_pad :].permute(2, 0, 1).contiguous()
-        return x + self.residual(z), self.skip(z), after
+        after = seen[:, seen.shape[1] - self.left_pad :].transpose(0, 1).contiguous()
+        return x + residual, skip, after
 
 
 class WaveNet(nn.Module):
@@ -99,10 +108,10 @@ class WaveNet(nn.Module):
     def __init__(self, config: WaveNetConfig):
         super().__init__()
         self.config = config
-        self.input = nn.Conv1d(config.input_size, config.channels, 1)
+        self.input = nn.Linear(config.input_size, config.channels)  # the paper's input 1x1 convolution
         self.layers = nn.ModuleList(GatedResidualLayer(config.channels, config.kernel_size, d, config.dropout)
                                     for d in config.dilations)
-        self.output = nn.Conv1d(config.channels, config.channels, 1)
+        self.output = nn.Linear(config.channels, config.channels)
 
     @property
     def output_size(self) -> int:
@@ -115,7 +124,7 @@ class WaveNet(nn.Module):
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         if state is None:
             state = self.init_state(x.shape[0], x.device)
-        h = self.input(x.transpose(1, 2))  # (B, C, T)
+        h = self.input(x)  # (B, T, C)
         skips = 0
         new_state = []
         for layer, before in zip(self.layers, state):
@@ -124,7 +133,7 @@ class WaveNet(nn.Module):
             new_state.append(after)
         # The skips' sum is what the output reads (each layer contributes its own scale of detail);
         # the ReLUs are the paper's.
-        return self.output(F.relu(skips)).relu().transpose(1, 2), tuple(new_state)  # (B, T, C)
+        return self.output(F.relu(skips)).relu(), tuple(new_state)  # (B, T, C)
 
     def stepper(self, input_table: torch.Tensor | None = None) -> WaveNetStepper:
         """A single-step runner over a snapshot of the current weights (see WaveNetStepper)."""
@@ -132,34 +141,27 @@ class WaveNet(nn.Module):
 
 
 class WaveNetStepper:
-    """Advances a WaveNet one step at a time, for generation, with cells.Stepper's
-    interface: step(x, layer_states) -> (output (B, C), layer_states), where layer_states is the
-    State itself (split_state and join_state return it as it is).
+    """Advances a WaveNet one step at a time, for generation, with cells.Stepper's interface:
+    step(x, layer_states) -> (output (B, C), layer_states), where layer_states is the State itself
+    (split_state and join_state return it as it is).
 
-    Not the stack's forward over one step: at batch 1 torch runs a dilated convolution on its
-    reference path (oneDNN takes only larger inputs), about 1 ms a layer, so 8x256 sampled 250
-    characters a second. Here a layer's step is two matrix-vector products over a snapshot of its
-    weights. The dilated convolution at the newest step is one product with the kernel's taps side
-    by side, [W_0 ... W_k-1] @ [x_(t-(k-1)d); ...; x_t], the older inputs read from the layer's
-    state (its last inputs; see WaveNet); the residual and skip 1x1 convolutions are the
-    other. When input_table (V, input_size) is given (an embedding matrix), step takes token ids,
-    and the input 1x1 convolution is precomputed for every token: a step reads one row. The
-    snapshot goes stale if the weights change: make a new stepper after training.
-    """
+    The fast-WaveNet cache (Paine et al., 2016): a step computes one position per layer, not the
+    whole receptive field, reading the older taps from the layer's state (its last inputs; see
+    WaveNet), over a snapshot of the weights (a copy outside autograd, as cells.Stepper's). When
+    input_table (V, input_size) is given (an embedding matrix), step takes token ids, and the input
+    layer is precomputed for every token: a step reads one row. The snapshot goes stale if the
+    weights change: make a new stepper after training."""
 
     def __init__(self, net: WaveNet, input_table: torch.Tensor | None = None):
         with torch.no_grad():
-            w_in, b_in = net.input.weight[:, :, 0].detach().clone(), net.input.bias.detach().clone()  # (C, E)
+            w_in, b_in = net.input.weight.detach().clone(), net.input.bias.detach().clone()  # (C, E)
             self.input_table = None if input_table is None else F.linear(input_table, w_in, b_in)  # (V, C)
             self.input_weight, self.input_bias = w_in, b_in
-            self.layers = []  # per layer: dilation, taps weight (2C, k * C), bias, residual+skip weight (2C, C), bias
-            for layer in net.layers:
-                conv = layer.dilated
-                taps = conv.weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1).clone()  # tap-major columns
-                out_weight = torch.cat([layer.residual.weight[:, :, 0], layer.skip.weight[:, :, 0]]).detach().clone()
-                out_bias = torch.cat([layer.residual.bias, layer.skip.bias]).detach().clone()
-                self.layers.append((conv.dilation[0], taps, conv.bias.detach().clone(), out_weight, out_bias))
-            self.output_weight = net.output.weight[:, :, 0].detach().clone()
+            # per layer: dilation, taps weight (2C, k * C) and bias, residual+skip weight (2C, C) and bias
+            self.layers = [(layer.dilation, layer.dilated.weight.detach().clone(), layer.dilated.bias.detach().clone(),
+                            layer.residual_skip.weight.detach().clone(), layer.residual_skip.bias.detach().clone())
+                           for layer in net.layers]
+            self.output_weight = net.output.weight.detach().clone()
             self.output_bias = net.output.bias.detach().clone()
 
     @staticmethod
