@@ -4,6 +4,7 @@ the commands as a user runs them (train, eval, predict, inspect, from files and 
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ from charrnn.forecast import classical
 from charrnn.forecast.backtest import backtest
 from charrnn.forecast.baselines import BASELINES, baseline_forecast
 from charrnn.forecast.model import Forecaster, ForecasterConfig, quantile_loss, wavenet_layers_for
-from charrnn.forecast.series import Series, read_series
-from charrnn.forecast.task import (ForecastDataConfig, PreparedSeries, forecast_at, forecast_next, load_forecaster,
-                                   train_forecaster)
+from charrnn.forecast.series import Series, future_dates, read_series
+from charrnn.forecast.task import (ForecastDataConfig, PreparedSeries, QuantileForecasts, forecast_at, forecast_next,
+                                   load_forecaster, prepare_for, series_of, train_forecaster)
 from charrnn.forecast.windows import Scaler, Split, windows_at
 from charrnn.train import TrainConfig
 from test_cli import assert_one_line_error, run
@@ -190,6 +191,18 @@ def test_forecast_next_continues_the_dates_and_refuses_a_longer_horizon(trained)
         forecast_next(model, saved, series, horizon=7)
 
 
+def test_the_checkpoint_carries_enough_of_its_series_to_forecast_without_it(trained):
+    """predict without a series (a bundled model far from its corpus) forecasts what follows the
+    training series, exactly as from the whole file."""
+    _, path, _, model, saved = trained
+    recent, _ = series_of(saved, None, recent=True)
+    assert len(recent) == model.config.window and recent.frequency == "monthly"
+    from_file = forecast_next(model, saved, read_series(path))
+    from_checkpoint = forecast_next(model, saved, recent)
+    assert from_checkpoint.dates == from_file.dates
+    assert np.array_equal(from_checkpoint.median, from_file.median)
+
+
 # -- the commands -------------------------------------------------------------------------------
 
 
@@ -254,3 +267,91 @@ def test_bad_input_is_one_line(tmp_path, args, fragment):
     write_monthly(tmp_path / "sales.csv", monthly_values(60))
     (tmp_path / "gappy.csv").write_text("Month,Sales\n2000-01,1\n2000-02,2\n2000-04,3\n2000-05,4\n")
     assert_one_line_error(run(*args, cwd=tmp_path), 2 if "--" in fragment or fragment == ".png" else 1, fragment)
+
+
+# -- found by the fuzz suite (tests/test_fuzz.py) ---------------------------------------------------
+
+
+def test_a_series_too_short_for_a_trained_model_asks_for_a_longer_one(trained):
+    """eval splits a series as the model's run split its own: only a longer series helps, not the
+    training options (--window, --horizon, ...) that eval does not have."""
+    _, path, _, model, saved = trained
+    short = Series(monthly_values(30), None, None, "Sales")
+    with pytest.raises(CharrnnError, match="give a longer series") as error:
+        prepare_for(model, saved, short, "short.csv")
+    assert "--" not in error.value.message
+    with pytest.raises(CharrnnError, match="smaller --window"):  # a new run can choose other parts
+        PreparedSeries.of(short, ForecastDataConfig(), window=24, horizon=6)
+
+
+def test_odd_csv_text_is_read_or_one_clear_error():
+    # A header alone is no series (it was "0 values: too short").
+    with pytest.raises(CharrnnError, match="has a header \\(Month, Sales\\) and no values"):
+        read_series("", text="Month,Sales\n")
+    # Old Mac line ends on stdin (a file's are translated as it is read) were a csv.Error.
+    assert read_series("", text="50.0\r75.0\r").values.tolist() == [50.0, 75.0]
+    assert read_series("", text="Month,Sales\r2000-01,1\r2000-02,2\r").values.tolist() == [1.0, 2.0]
+    # A cell longer than the csv module's limit was a csv.Error too.
+    with pytest.raises(CharrnnError, match="line 1 does not read as CSV"):
+        read_series("", text="a" * 200_000)
+
+
+def test_a_series_at_the_end_of_the_calendar():
+    # The last day of December 9999 has no next month to count back from: reading such a series
+    # raised ValueError, and so did forecasting past it.
+    series = read_series("", text="Month,Sales\n9999-10-31,1\n9999-11-30,2\n9999-12-31,3\n")
+    assert series.frequency == "monthly"
+    with pytest.raises(CharrnnError, match="past the last date"):
+        future_dates(series, 2)
+    daily = read_series("", text="date,value\n9999-12-30,1\n9999-12-31,2\n")
+    with pytest.raises(CharrnnError, match="past the last date"):
+        future_dates(daily, 1)
+
+
+def test_values_too_large_to_forecast_are_refused_and_large_ones_stay_finite():
+    # 1e308 is finite, but its changes, squares and forecasts are not: inf scores, NaN
+    # autocorrelations and "training diverged: try a lower --lr" before.
+    with pytest.raises(CharrnnError, match="line 3: value is 1e308, beyond the largest value"):
+        read_series("", text="1\n2\n1e308\n")
+    # Forecasts of a series of 1e40s: the model's float32 output times the scale overflowed
+    # float32 into inf.
+    values = 1e40 * (1 + 0.1 * np.sin(np.arange(80)))
+    series = Series(values, None, None, "big")
+    prepared = PreparedSeries.of(series, ForecastDataConfig(transform="none"), window=12, horizon=3)
+    assert prepared.scaler.scale > 1e38
+    predicted = np.full((1, 3, 3), 2.0, dtype=np.float32)
+    forecasts = QuantileForecasts.of(predicted, prepared, np.array([70]), ForecasterConfig(window=12, horizon=3))
+    assert np.all(np.isfinite(forecasts.median)) and np.all(np.isfinite(forecasts.upper))
+
+
+@pytest.mark.skipif(not classical.available(), reason="statsmodels (the forecast extra) is not installed")
+def test_the_classical_model_prints_no_warnings():
+    # A series it fits exactly made statsmodels' forecast warn (the log of a zero error sum) on
+    # stderr, outside the block that silences its fitting.
+    values = np.tile([-1.0, 1.0], 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forecasts = classical.smoothing_forecasts(values, np.array([60, 70]), 3, season=12, log=False)
+    assert forecasts.shape == (2, 3)
+
+
+def test_a_bad_device_is_the_users_mistake_not_the_checkpoints(trained):
+    root = trained[0]
+    with pytest.raises(UsageError, match="unknown device") as error:
+        load_forecaster(root / "run" / "best.pt", device="cuda:0")
+    assert "damaged" not in error.value.message
+
+
+def test_a_model_that_forecasts_nonsense_is_one_clear_error(trained):
+    # A run trained with a learning rate far too high forecasts log values beyond exp's range:
+    # numpy's overflow warnings on stderr and inf in the CSV before.
+    _, path, _, model, saved = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Scaler("log", 1.0).inverse(np.array([1000.0]))[0] == math.inf
+    broken = Forecaster(model.config)
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.head.bias.fill_(1e6)
+    with pytest.raises(CharrnnError, match="forecasts NaN or values beyond"):
+        forecast_next(broken.eval(), saved, read_series(path))

@@ -16,7 +16,9 @@ ends with one report line: "fuzz (ci profile): N generated inputs: N clean error
 
 from __future__ import annotations
 
+import calendar
 import contextlib
+import csv
 import gzip
 import hashlib
 import io
@@ -33,6 +35,7 @@ import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -143,9 +146,11 @@ def run_cli(argv: list[str], *, stdin: bytes = b"", interrupt_after: float | Non
         if not running[0]:
             return
         if interrupt_after is not None and not interrupted:
-            if "hypothesis" in frame.f_code.co_filename:
+            if "hypothesis" in frame.f_code.co_filename or frame.f_code.co_filename.endswith(("weakref.py", "_weakrefset.py")):
                 # Inside Hypothesis's garbage-collection hook, where a KeyboardInterrupt would be
-                # swallowed as "unraisable" (no charrnn process has that hook): a moment later.
+                # swallowed as "unraisable" (no charrnn process has that hook), or a weak reference's
+                # callback, where the interpreter swallows it wherever the collection runs (seen
+                # while typer built the commands, before charrnn could do anything): a moment later.
                 signal.setitimer(signal.ITIMER_REAL, 0.002)
                 return
             interrupted.append(True)
@@ -271,7 +276,9 @@ def options_from(table: dict[str, st.SearchStrategy]) -> st.SearchStrategy:
     return st.sampled_from(sorted(table)).flatmap(lambda name: option(name, table[name]))
 
 
-NAMED_CHOICES = {"--cell", "--device", "--precision", "--tokenizer", "--attention", "--pooling", "--split"}
+# Options whose values are names (of choices, columns or files), never numbers.
+NAMED_CHOICES = {"--cell", "--device", "--precision", "--tokenizer", "--attention", "--pooling", "--split", "--model",
+                 "--decoder", "--transform", "--fill", "--column", "--date-column", "--plot"}
 
 
 def check_number_refusal(bad: list[str], outcome: Outcome) -> None:
@@ -397,7 +404,8 @@ FILE_BYTES = st.one_of(
 
 @dataclass
 class Models:
-    """A folder with a corpus, pair and labelled files and a tiny run of each task (lm, tr, cl)."""
+    """A folder with a corpus, pair, labelled and series files and a tiny run of each task (lm, tr,
+    cl, fc)."""
 
     root: Path
 
@@ -438,6 +446,19 @@ TR_TRAIN = ("-q", "--device", "cpu", "--precision", "fp32", "-b", "8", "--test-s
 CL_TRAIN = ("-q", "--device", "cpu", "--precision", "fp32", "--tokenizer", "char", "-b", "8", "--embedding-size", "8",
             "--hidden-size", "8", "--lr", "0.01", "--warmup-steps", "0", "--dropout", "0", "--eval-every", "2",
             "--max-steps", "2", "--epochs", "0.05", "--ngram-buckets", "64")
+# A window of a year (not the default three) keeps the tiny WaveNet small; 80 months leave it 8
+# values each to validate and test.
+FC_TRAIN = ("-q", "--device", "cpu", "--precision", "fp32", "-b", "8", "--horizon", "3", "--window", "12",
+            "--hidden-size", "8", "--lr", "0.01", "--warmup-steps", "0", "--dropout", "0", "--eval-every", "2",
+            "--max-steps", "2")
+
+
+def _monthly_csv(count: int, column: str, seed: int) -> str:
+    """A monthly series above 0 with a trend and a yearly season, as `Month,<column>` CSV."""
+    rng = random.Random(seed)
+    rows = [f"{1990 + i // 12}-{i % 12 + 1:02d},{100 * math.exp(0.01 * i + 0.15 * math.sin(math.pi * i / 6)) + rng.random():.3f}"
+            for i in range(count)]
+    return "\n".join([f"Month,{column}", *rows]) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -450,12 +471,16 @@ def models(tmp_path_factory) -> Models:
     words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(2, 6))) for _ in range(600)]
     (root / "pairs.tsv").write_text("".join(f"{w}\t{w.upper()}\n" for w in words), encoding="utf-8")
     (root / "labelled.tsv").write_text(_labelled_lines(300, seed=0), encoding="utf-8")
+    (root / "sales.csv").write_text(_monthly_csv(80, "Sales", seed=0), encoding="utf-8")
+    # For the bundled airline forecaster: its column, and long enough for its window and test part.
+    (root / "passengers.csv").write_text(_monthly_csv(120, "Passengers", seed=1), encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CHARRNN_CACHE", str(root / "cache"))
         patch.chdir(root)
         for argv in (["train", "corpus.txt", "-o", "lm", *LM_TRAIN, "--max-steps", "10", "--eval-every", "5"],
                      ["translate", "train", "pairs.tsv", "-o", "tr", *TR_TRAIN, "--max-steps", "10", "--eval-every", "5"],
-                     ["classify", "train", "labelled.tsv", "-o", "cl", *CL_TRAIN, "--max-steps", "10", "--eval-every", "5"]):
+                     ["classify", "train", "labelled.tsv", "-o", "cl", *CL_TRAIN, "--max-steps", "10", "--eval-every", "5"],
+                     ["forecast", "train", "sales.csv", "-o", "fc", *FC_TRAIN, "--max-steps", "10", "--eval-every", "5"]):
             outcome = run_cli(argv)
             assert outcome.code == 0, outcome.stderr
     TALLY.clear()  # the report counts generated inputs, not the set-up
@@ -660,6 +685,69 @@ def test_classify_options(models, model, bad):
         check_number_refusal(bad, run_cli(["classify", "-c", model, *bad, "--", "pizza great", "rain today", ""]))
 
 
+FORECAST_TRAIN_OPTIONS = {
+    **{name: values for name, values in TRAINING_OPTIONS.items()
+       if name not in ("--cell", "--tokenizer", "--vocab-size", "--embedding-size")},  # no forecaster's options
+    "--horizon": ints(1, 6),
+    "--window": ints(2, 24),
+    "--val-size": ints(1, 12),
+    "--test-size": ints(1, 12),
+    "--model": choices("wavenet", "lstm", "gru", "rnn"),
+    "--decoder": choices("direct", "seq2seq"),
+    "--transform": choices("auto", "log", "none"),
+    "--fill": choices("previous", "linear"),
+}
+
+
+@fuzz(1.5)
+@given(bad=options_from(FORECAST_TRAIN_OPTIONS),
+       model=st.sampled_from([[], ["--bidirectional"], ["--model", "lstm"], ["--model", "gru", "--bidirectional"],
+                              ["--model", "rnn", "--decoder", "seq2seq"]]))
+def test_forecast_train_options(models, bad, model):
+    with models.workdir("sales.csv"):
+        check_number_refusal(bad, run_cli(["forecast", "train", "sales.csv", "-o", "run", *FC_TRAIN, *model, *bad]))
+
+
+# Column names as a user may type them: the series' own (in another case, with spaces), the date
+# column, names of no column, and any text.
+SERIES_COLUMNS = st.one_of(st.sampled_from(["Sales", "sales", "Passengers", "Month", "value", "date", "", " ", "Sales ",
+                                            "a,b", '"Sales"']), ODD_TEXT)
+# Plot files: good ones, other suffixes, folders, missing folders, and any name (with no "/": a
+# generated name never points outside the workdir).
+PLOT_FILES = st.one_of(st.sampled_from(["out.png", "OUT.PNG", "out.pdf", "out", "", ".png", "folder", "folder/x.png",
+                                        "no/such/x.png", "sales.csv", "sales.csv/x.png", "x.png/", "fc/best.pt"]),
+                       TEXT.filter(lambda t: "/" not in t).map(lambda t: t + ".png"))
+SERIES_READING_OPTIONS = {"--column": SERIES_COLUMNS, "--date-column": SERIES_COLUMNS,
+                          "--fill": choices("previous", "linear"), "--plot": PLOT_FILES}
+FORECAST_OPTIONS = {
+    "eval": {**SERIES_READING_OPTIONS, "--device": DEVICES},
+    "predict": {**SERIES_READING_OPTIONS, "--horizon": ints(1, 3), "--device": DEVICES},
+    "inspect": {**SERIES_READING_OPTIONS, "--season": ints(1, 24), "--lags": ints(1, 40)},
+}
+FORECAST_FLAGS = {"eval": ["--log-scale", "--no-classical", "--json"], "predict": ["--json"], "inspect": ["--json"]}
+
+
+@fuzz(2)
+@given(command=st.sampled_from(sorted(FORECAST_OPTIONS)), model=st.sampled_from(["fc", "fc/last.pt", "airline"]),
+       with_series=st.booleans(), data=st.data())
+def test_forecast_options(models, command, model, with_series, data):
+    bad = data.draw(options_from(FORECAST_OPTIONS[command]), label="bad")
+    flags = data.draw(st.lists(st.sampled_from(FORECAST_FLAGS[command]), unique=True), label="flags")
+    # The bundled model's own series is not here: it gets one long enough for its window.
+    series = "passengers.csv" if model == "airline" else "sales.csv"
+    with models.workdir("fc", "sales.csv", "passengers.csv") as work:
+        (work / "folder").mkdir()
+        if command == "inspect":
+            argv = ["forecast", "inspect", series]
+        else:
+            given_series = [series] if with_series or (model == "airline" and command == "eval") else []
+            argv = ["forecast", command, "-c", model, *given_series]
+            if model == "airline" and command == "eval":
+                # Its 13 test origins take over a second of exponential smoothing fits; fc's take a quarter.
+                argv.append("--no-classical")
+        check_number_refusal(bad, run_cli([*argv, *flags, *bad]))
+
+
 # No shrinking: each example is a fresh interpreter (seconds), and a size is its own minimal example.
 @settings(FUZZ, max_examples=3 if PROFILE == "ci" else 30, phases=NO_SHRINKING)
 @given(vocab_size=st.one_of(st.integers(10**8, 2**64 - 1), st.sampled_from([10**9, 2**32, 2**63 - 1])),
@@ -773,10 +861,108 @@ def test_translate_eval_data_bytes(models, data):
         run_cli(["translate", "eval", "-c", "tr", "--data", "held.tsv", "--examples", "1"])
 
 
+# Cells of a series file that are not plain numbers: missing, NaN and infinite ones, numbers that
+# overflow (or nearly: 1e308 is finite until it is scaled, squared or summed), tiny ones, and the
+# ways people write numbers that are not Python's.
+SERIES_CELLS = st.sampled_from(["", " ", "NaN", "nan", "NA", "null", "None", "inf", "-inf", "Infinity", "1e308", "-1e308",
+                                "1.7976931348623157e308", "1e400", "1e-320", "5e-324", "0", "-0", "-1", "1,000",
+                                "1,000.5", "1 000", "abc", "\uff11\uff12", "0x10", "1_000", "--1", "5%", "$5", "(5)",
+                                '"', "1e", "\t7\t", "1e-308"])
+# What a series file can have that a good one does not (each file has a few of these at most).
+SERIES_ODDITIES = ["cells", "level", "shape", "date format", "step", "calendar", "disorder", "header", "separator",
+                   "quoting", "line ends", "numbers", "one column", "many columns", "length"]
+
+
+@st.composite
+def series_files(draw) -> bytes:
+    """A series file as users have them: a good monthly `Month,Sales` CSV with a few oddities:
+    odd cells (NaN, inf, 1e308, thousands separators, words), odd levels (negative, 0, near the
+    ends of the float range), odd shapes (constant, alternating, random), dates in other formats,
+    steps and at the ends of the calendar, repeated, missing or out of order, odd or no headers,
+    one column, many columns, other separators, quoting and line ends, one number a line."""
+    odd = draw(st.sets(st.sampled_from(SERIES_ODDITIES), max_size=3))
+
+    def pick(oddity: str, usual, strategy: st.SearchStrategy):
+        return draw(strategy) if oddity in odd else usual
+
+    count = pick("length", 80, st.integers(0, 100))
+    level = pick("level", 100.0, st.sampled_from([1.0, -100.0, 0.0, 1e-300, 5e-324, 1e150, 1e300, 1e308, -1e308,
+                                                  1.7976931348623157e308]))
+    shape = pick("shape", "season", st.sampled_from(["growth", "constant", "alternating", "random"]))
+    rng = random.Random(draw(st.integers(0, 2**16)))
+    factor = {"growth": lambda i: 0.5 + 0.5 * i / max(1, count), "season": lambda i: 0.75 + 0.25 * math.sin(i),
+              "constant": lambda i: 1.0, "alternating": lambda i: (-1) ** i, "random": lambda i: rng.uniform(-1, 1)}[shape]
+    values = [repr(level * factor(i)) for i in range(count)]
+    if "cells" in odd and count:
+        for _ in range(draw(st.integers(1, 3))):
+            values[draw(st.integers(0, count - 1))] = draw(SERIES_CELLS)
+    layout = "many columns" if "many columns" in odd else "dated"
+    layout = "one column" if "one column" in odd else "numbers" if "numbers" in odd else layout
+    if layout in ("dated", "many columns"):
+        fmt = pick("date format", "%Y-%m", st.sampled_from(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d",
+                                                            "%d/%m/%Y", "%m/%d/%Y", "%Y", "%d.%m.%Y", "%b %Y", "%Y%m%d",
+                                                            "%H:%M"]))
+        unit, step = pick("step", ("months", 1), st.sampled_from([("months", 3), ("months", 12), ("days", 1), ("days", 7),
+                                                                 ("hours", 1), ("minutes", 1), ("days", 2)]))
+        start = pick("calendar", datetime(1990, 1, 1), st.sampled_from([datetime(1, 1, 1), datetime(1990, 1, 31),
+                                                                         datetime(9990, 1, 1), datetime(9999, 1, 31)]))
+        rows = []
+        for i, value in enumerate(values):
+            try:
+                if unit == "months":
+                    year, month = start.year + (start.month - 1 + step * i) // 12, (start.month - 1 + step * i) % 12 + 1
+                    when = start.replace(year=year, month=month, day=min(start.day, calendar.monthrange(year, month)[1]))
+                else:
+                    when = start + timedelta(**{unit: step * i})
+            except (ValueError, OverflowError):  # past the end of the calendar: the file ends there
+                break
+            rows.append([when.strftime(fmt), value])
+        if "disorder" in odd and len(rows) > 2:
+            i, how = draw(st.integers(1, len(rows) - 2)), draw(st.sampled_from(["repeat", "gap", "swap", "reverse"]))
+            if how == "repeat":
+                rows.insert(i, list(rows[i]))
+            elif how == "gap":
+                del rows[i]
+            elif how == "swap":
+                rows[i], rows[i + 1] = rows[i + 1], rows[i]
+            else:
+                rows.reverse()
+        header = pick("header", ("Month", "Sales"), st.sampled_from([
+            None, ("date", "value"), ("", ""), ("a,b", 'say "hi"'), ("Month", "Month"), ("\U0001f642", "\u00fcn\u00efcode"),
+            ("Sales", "Month"), ("Sales", "Sales"), ("NaN", "1"), ("2000-01", "1.5"), ("Month", "Sales\nline two")]))
+        if layout == "many columns":
+            extra = draw(st.sampled_from([1, 2, 40]))
+            rows = [row + [draw(st.sampled_from([str(j), "x", "", "1e308"])) for j in range(extra)] for row in rows]
+            header = header and (*header, *[f"x{j}" for j in range(extra)])
+        rows = ([list(header)] if header else []) + rows
+    else:
+        rows = ([["Sales"]] if layout == "one column" else []) + [[value] for value in values]
+    text = io.StringIO()
+    csv.writer(text, delimiter=pick("separator", ",", st.sampled_from([";", "\t", " ", "|"])),
+               quoting=pick("quoting", csv.QUOTE_MINIMAL, st.sampled_from([csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC])),
+               lineterminator=pick("line ends", "\n", st.sampled_from(["\r\n", "\r", "\n\n"]))).writerows(rows)
+    return text.getvalue().encode(draw(st.sampled_from(["utf-8", "utf-8-sig"])))
+
+
+@fuzz(2.5)
+@given(command=st.sampled_from(["train", "predict", "eval", "inspect"]), content=st.one_of(series_files(), FILE_BYTES),
+       from_stdin=st.booleans(), reading=st.sampled_from([[], ["--fill", "previous"], ["--fill", "linear"],
+                                                          ["--column", "Sales"]]))
+def test_forecast_series_bytes(models, command, content, from_stdin, reading):
+    with models.workdir("fc") as work:
+        (work / "series.csv").write_bytes(content)
+        series = "-" if from_stdin else "series.csv"
+        argv = {"train": ["forecast", "train", series, "-o", "run", *FC_TRAIN],
+                "predict": ["forecast", "predict", "-c", "fc", series, "--json"],
+                "eval": ["forecast", "eval", "-c", "fc", series],
+                "inspect": ["forecast", "inspect", series]}[command]
+        run_cli([*argv, *reading], stdin=content if from_stdin else b"")
+
+
 # -- checkpoints: cut, flipped, restructured ---------------------------------------------------
 
 # (run, file in it): the tiny runs' checkpoints, best.pt for inference and last.pt to resume.
-CHECKPOINTS = [(run, file) for run in ("lm", "tr", "cl") for file in ("best.pt", "last.pt")]
+CHECKPOINTS = [(run, file) for run in ("lm", "tr", "cl", "fc") for file in ("best.pt", "last.pt")]
 
 
 def commands_on(run: str, file: str) -> list[list[str]]:
@@ -784,7 +970,8 @@ def commands_on(run: str, file: str) -> list[list[str]]:
     path = f"{run}/{file}"
     resume = {"lm": ["train", "--resume", run, *LM_TRAIN, "--max-steps", "12"],
               "tr": ["translate", "train", "--resume", run, *TR_TRAIN, "--max-steps", "12"],
-              "cl": ["classify", "train", "--resume", run, *CL_TRAIN, "--max-steps", "12"]}
+              "cl": ["classify", "train", "--resume", run, *CL_TRAIN, "--max-steps", "12"],
+              "fc": ["forecast", "train", "--resume", run, *FC_TRAIN, "--max-steps", "12"]}
     return [
         ["info", path], ["info", "--json", path],
         ["sample", "-c", path, "-n", "5", "--seed", "1"],
@@ -792,6 +979,10 @@ def commands_on(run: str, file: str) -> list[list[str]]:
         ["translate", "eval", "-c", path, "--examples", "1", "--beam", "2"],
         ["classify", "-c", path, "pizza great", ""],
         ["classify", "eval", "-c", path],
+        ["forecast", "eval", "-c", path, "--no-classical"],
+        ["forecast", "eval", "-c", path, "sales.csv", "--json"],
+        ["forecast", "predict", "-c", path],
+        ["forecast", "predict", "-c", path, "sales.csv", "--horizon", "2"],
         ["export", path, "exported.pt", "--half"],
         ["runs", "."],
         ["plot", run, "-o", "curves.png"],
@@ -801,7 +992,7 @@ def commands_on(run: str, file: str) -> list[list[str]]:
 
 def _command_for(run: str, file: str) -> st.SearchStrategy:
     own = {"lm": ("info", "sample", "export", "train"), "tr": ("info", "translate", "export"),
-           "cl": ("info", "classify", "export")}[run]
+           "cl": ("info", "classify", "export"), "fc": ("info", "forecast", "export")}[run]
     every = commands_on(run, file)
     # Mostly the commands of the checkpoint's own task (a mutation there gets furthest), then any.
     return st.one_of(st.sampled_from([c for c in every if c[0] in own]), st.sampled_from(every))
@@ -814,7 +1005,7 @@ def _command_for(run: str, file: str) -> st.SearchStrategy:
        truncate=st.booleans())
 def test_damaged_checkpoint_files(models, target, cut, flips, truncate):
     (run, file), argv = target
-    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv") as work:
+    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv", "sales.csv") as work:
         path = work / run / file
         data = bytearray(path.read_bytes())
         for where, mask in flips:
@@ -905,7 +1096,7 @@ def restructured(draw, stored: dict):
 @given(target=st.sampled_from(CHECKPOINTS).flatmap(lambda rf: st.tuples(st.just(rf), _command_for(*rf))), data=st.data())
 def test_restructured_checkpoints(models, target, data):
     (run, file), argv = target
-    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv") as work:
+    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv", "sales.csv") as work:
         path = work / run / file
         stored = torch.load(path, map_location="cpu", weights_only=True)
         change = data.draw(restructured(stored), label="change")
@@ -918,9 +1109,9 @@ def test_restructured_checkpoints(models, target, data):
 
 
 @fuzz()
-@given(run=st.sampled_from(["lm", "tr", "cl"]), log=FILE_BYTES, command=st.sampled_from(["runs", "plot", "resume", "info"]))
+@given(run=st.sampled_from(["lm", "tr", "cl", "fc"]), log=FILE_BYTES, command=st.sampled_from(["runs", "plot", "resume", "info"]))
 def test_damaged_logs(models, run, log, command):
-    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv") as work:
+    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv", "sales.csv") as work:
         (work / run / "log.jsonl").write_bytes(log)
         argv = {"runs": ["runs", "."], "plot": ["plot", run, "-o", "curves.png"], "info": ["info", run],
                 "resume": commands_on(run, "last.pt")[-1]}[command]
@@ -968,7 +1159,14 @@ def _path_commands(p: str) -> list[list[str]]:
         ["train", "corpus.txt", "--resume", p, *LM_TRAIN, "--max-steps", "12"], ["train", "--resume", p, *LM_TRAIN],
         ["translate", "train", p, "-o", "run", *TR_TRAIN], ["translate", "train", "pairs.tsv", "-o", p, *TR_TRAIN],
         ["classify", "train", p, "-o", "run", *CL_TRAIN], ["classify", "train", "labelled.tsv", "-o", p, *CL_TRAIN],
-        ["classify", "train", "labelled.tsv", "--resume", p, *CL_TRAIN], ["runs", p], ["plot", p], ["plot", "lm", "-o", p],
+        ["classify", "train", "labelled.tsv", "--resume", p, *CL_TRAIN],
+        ["forecast", "train", p, "-o", "run", *FC_TRAIN], ["forecast", "train", "sales.csv", "-o", p, *FC_TRAIN],
+        ["forecast", "train", "--resume", p, *FC_TRAIN, "--max-steps", "12"],
+        ["forecast", "eval", "-c", p, "--no-classical"], ["forecast", "eval", "-c", "fc", p, "--no-classical"],
+        ["forecast", "eval", "-c", "fc", "--no-classical", "--plot", p], ["forecast", "predict", "-c", p],
+        ["forecast", "predict", "-c", "fc", p], ["forecast", "predict", "-c", "fc", "--plot", p],
+        ["forecast", "inspect", p], ["forecast", "inspect", "sales.csv", "--plot", p],
+        ["runs", p], ["plot", p], ["plot", "lm", "-o", p],
         ["plot", "lm", "-o", p + ".png"],
     ]
 
@@ -976,7 +1174,7 @@ def _path_commands(p: str) -> list[list[str]]:
 @fuzz(3)
 @given(kind=st.sampled_from(PATH_KINDS), which=st.integers(0, len(_path_commands("x")) - 1))
 def test_bad_paths(models, kind, which):
-    with models.workdir("lm", "tr", "cl", "corpus.txt", "pairs.tsv", "labelled.tsv") as work:
+    with models.workdir("lm", "tr", "cl", "fc", "corpus.txt", "pairs.tsv", "labelled.tsv", "sales.csv") as work:
         run_cli(_path_commands(_make_path(kind, work))[which])
 
 
@@ -997,10 +1195,11 @@ def test_cache_that_cannot_be_used(models, kind, command):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 @fuzz(0.5)
-@given(command=st.sampled_from(["resume", "train", "export", "plot", "cache", "download"]))
+@given(command=st.sampled_from(["resume", "train", "export", "plot", "cache", "download", "forecast resume",
+                                "forecast train", "forecast plot"]))
 def test_read_only_places(models, command):
     # Each command must stop with a one-line error and leave the read-only place as it was.
-    with models.workdir("lm", "corpus.txt") as work, pytest.MonkeyPatch.context() as patch:
+    with models.workdir("lm", "fc", "corpus.txt", "sales.csv") as work, pytest.MonkeyPatch.context() as patch:
         (work / "ro").mkdir()
         argv = {
             "resume": ["train", "--resume", "lm", *LM_TRAIN, "--max-steps", "12"],
@@ -1010,10 +1209,13 @@ def test_read_only_places(models, command):
             "cache": ["train", "corpus.txt", "-o", "run", *LM_TRAIN],
             "download": ["corpus", "download", "tinyshakespeare", "--dest", "ro/corpora", "--url",
                          (work / "corpus.txt").as_uri()],
+            "forecast resume": ["forecast", "train", "--resume", "fc", *FC_TRAIN, "--max-steps", "12"],
+            "forecast train": ["forecast", "train", "sales.csv", "-o", "ro/run", *FC_TRAIN],
+            "forecast plot": ["forecast", "inspect", "sales.csv", "--plot", "ro/parts.png"],
         }[command]
         if command == "cache":
             patch.setenv("CHARRNN_CACHE", str(work / "ro" / "cache"))
-        locked = [work / "ro", work / "lm"]
+        locked = [work / "ro", work / "lm", work / "fc"]
         for folder in locked:
             folder.chmod(0o555)
         try:
@@ -1025,13 +1227,13 @@ def test_read_only_places(models, command):
 
 
 @fuzz()
-@given(run=st.sampled_from(["lm", "tr", "cl"]),
+@given(run=st.sampled_from(["lm", "tr", "cl", "fc"]),
        stop=st.one_of(st.just([]), st.integers(1, 10).map(lambda n: ["--max-steps", str(n)])))
 def test_resume_of_a_finished_run(models, run, stop):
     # The tiny runs stopped at --max-steps 10: resuming one with no new stop, or one it has
     # reached, trains nothing and writes no checkpoint (issue 14, "a no-op with a clear message").
-    command = {"lm": ["train"], "tr": ["translate", "train"], "cl": ["classify", "train"]}[run]
-    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv") as work:
+    command = {"lm": ["train"], "tr": ["translate", "train"], "cl": ["classify", "train"], "fc": ["forecast", "train"]}[run]
+    with models.workdir(run, "corpus.txt", "pairs.tsv", "labelled.tsv", "sales.csv") as work:
         before = {name: (work / run / name).read_bytes() for name in ("best.pt", "last.pt")}
         outcome = run_cli([*command, "--resume", run, "-q", "--device", "cpu", *stop])
         changed = [name for name, data in before.items() if (work / run / name).read_bytes() != data]
@@ -1040,9 +1242,9 @@ def test_resume_of_a_finished_run(models, run, stop):
 
 @fuzz()
 @given(notes=st.lists(st.one_of(TEXT, ODD_TEXT, st.tuples(TEXT, ODD_TEXT).map("=".join)), max_size=3),
-       source=st.sampled_from(["lm/best.pt", "tr", "cl/last.pt", "sentiment"]), half=st.booleans())
+       source=st.sampled_from(["lm/best.pt", "tr", "cl/last.pt", "sentiment", "fc", "airline"]), half=st.booleans())
 def test_export_notes(models, notes, source, half):
-    with models.workdir("lm", "tr", "cl"):
+    with models.workdir("lm", "tr", "cl", "fc"):
         run_cli(["export", source, "out.pt", *(["--half"] if half else []), *[a for n in notes for a in ("--note", n)]])
 
 
@@ -1069,9 +1271,10 @@ def test_corpus_download_offline(models, name, url, dest, content):
 
 # No shrinking: the moment is what varies, and each try of one costs the time up to it and the stop.
 @settings(fuzz(0.5), phases=NO_SHRINKING)
-@given(after=st.floats(0, 0.6), command=st.sampled_from(["train", "sample", "translate", "classify", "resume"]))
+@given(after=st.floats(0, 0.6), command=st.sampled_from(["train", "sample", "translate", "classify", "resume",
+                                                        "forecast train"]))
 def test_ctrl_c_at_any_moment(models, after, command):
-    with models.workdir("lm", "corpus.txt", "tr", "cl"):
+    with models.workdir("lm", "corpus.txt", "tr", "cl", "sales.csv"):
         argv, stdin = {
             "train": (["train", "corpus.txt", "-o", "run", *LM_TRAIN, "--max-steps", "100000", "--epochs", "1000",
                        "--time-budget", "3"], b""),
@@ -1080,11 +1283,14 @@ def test_ctrl_c_at_any_moment(models, after, command):
             "sample": (["sample", "-c", "lm", "-n", "200000"], b""),
             "translate": (["translate", "-c", "tr"], b"abc def\n" * 20000),
             "classify": (["classify", "-c", "cl"], b"pizza great\n" * 20000),
+            # --patience 0: early stopping would end the tiny run before the moment comes.
+            "forecast train": (["forecast", "train", "sales.csv", "-o", "run", *FC_TRAIN, "--max-steps", "100000",
+                                "--epochs", "1000", "--time-budget", "3", "--patience", "0"], b""),
         }[command]
         outcome = run_cli(argv, stdin=stdin, interrupt_after=after)
         where = f"{outcome.command}: Ctrl-C after {after:.2f} s exited {outcome.code}; stderr:\n{outcome.stderr}"
         assert outcome.code in (0, 130), where
         # A training run stopped by Ctrl-C is saved and says so in its summary (nothing with -q);
         # any other command stopped by it says so in one line.
-        if outcome.code == 130 and command not in ("train", "resume"):
+        if outcome.code == 130 and command not in ("train", "resume", "forecast train"):
             assert outcome.stderr.startswith(ERROR_PREFIX), f"no error line: {where}"

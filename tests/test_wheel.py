@@ -112,4 +112,12 @@ def test_python_loads_a_bundled_model_by_name(installed):
             "print(sorted(charrnn.bundled_models()), saved.task)")
     proc = _run([str(installed["python"]), "-c", code], cwd=installed["cwd"], env=installed["env"])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["['sentiment',", "'shakespeare',", "'spa-eng']", "language_model"]
+    assert proc.stdout.split() == ["['airline',", "'sentiment',", "'shakespeare',", "'spa-eng']", "language_model"]
+
+
+def test_forecast_with_the_bundled_model_without_its_corpus(installed):
+    # The checkpoint carries the end of its series: the next 12 months need no corpus.
+    proc = charrnn(installed, "forecast", "predict")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "date,forecast,lower,upper" and lines[1].startswith("1961-01-01,") and len(lines) == 13

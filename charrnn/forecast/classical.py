@@ -45,7 +45,8 @@ def smoothing_forecasts(values: np.ndarray, origins: np.ndarray, horizon: int, *
                                      seasonal_periods=season if seasonal else None, initialization_method="estimated")
         with warnings.catch_warnings():
             # statsmodels warns when its optimiser stops short of convergence; the fit is still used,
-            # as any user of the library would use it.
+            # as any user of the library would use it. (Its forecast too: a series it fits exactly
+            # has an error sum of 0, whose log it takes.)
             warnings.simplefilter("ignore")
             if params is None or i % refit_every == 0:
                 fitted = model.fit()
@@ -54,5 +55,5 @@ def smoothing_forecasts(values: np.ndarray, origins: np.ndarray, horizon: int, *
                           if fitted.params.get(name) is not None and not np.isnan(fitted.params[name])}
             else:
                 fitted = model.fit(**params, optimized=False)
-        forecasts[i] = fitted.forecast(horizon)
+            forecasts[i] = fitted.forecast(horizon)
     return np.exp(forecasts) if log else forecasts

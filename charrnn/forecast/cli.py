@@ -34,7 +34,7 @@ DateColumn = Annotated[Optional[str], typer.Option(rich_help_panel="Data", help=
 Fill = Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Fill missing values: previous or linear \\[default: a missing value is an error].")]
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="Forecaster checkpoint: a file, a run folder, or a bundled model's name.")]
 Device = Annotated[str, typer.Option(rich_help_panel="Hardware", help="auto, cpu, cuda or mps.")]
-SeriesArgument = Annotated[Optional[str], typer.Argument(metavar="SERIES", help="A CSV file, or - for stdin \\[default: the series the model trained on].")]
+SeriesArgument = Annotated[Optional[str], typer.Argument(metavar="SERIES", help="A CSV file, or - for stdin \\[default: the series the model trained on; for predict, its end, which the checkpoint carries].")]
 
 FORECAST_HELPS = {
     "hidden_size": "Width of each recurrent layer, or the WaveNet's channels.",
@@ -155,7 +155,7 @@ def forecast_predict(
     if plot is not None:
         check_plot_file(plot, "--plot")
     model, saved = load_forecaster(checkpoint, device=device)
-    values, _ = series_of(saved, series, column=column, date_column=date_column, fill=fill)
+    values, _ = series_of(saved, series, column=column, date_column=date_column, fill=fill, recent=True)
     forecast = forecast_next(model, saved, values, horizon)
     steps = range(1, len(forecast.median) + 1)
     dates = [_date(d) for d in forecast.dates] if forecast.dates is not None else None

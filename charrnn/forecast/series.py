@@ -4,12 +4,13 @@ their line numbers, never filled silently; empty cells are filled only when aske
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,10 @@ import numpy as np
 from ..errors import CharrnnError, UsageError
 
 FILL_METHODS = ("previous", "linear")
+# The largest magnitude of a value: beyond it the squares that RMSE and the classical model's fit
+# sum, and the changes between values, overflow float64 (1e308) into inf and NaN. Real series stay
+# far below it (amounts in wei, among the largest, reach about 1e27).
+MAX_MAGNITUDE = 1e150
 # Date formats tried in order; the first that reads every date of the column wins.
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d",
                 "%d/%m/%Y", "%m/%d/%Y", "%Y")
@@ -57,7 +62,12 @@ def read_series(path: str | Path, *, column: str | None = None, date_column: str
             raise CharrnnError(f"series file {path} is not utf-8 text ({exc.reason})") from None
         except OSError as exc:
             raise CharrnnError(f"cannot read series file {path}: {exc.strerror or exc}") from None
-    rows = [(number, row) for number, row in enumerate(csv.reader(io.StringIO(text)), 1) if any(cell.strip() for cell in row)]
+    # Universal newlines: text from stdin keeps the \r line ends that reading a file translates.
+    reader = csv.reader(io.StringIO(text, newline=None))
+    try:
+        rows = [(number, row) for number, row in enumerate(reader, 1) if any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # a field longer than the csv module's limit, a NUL byte, ...
+        raise CharrnnError(f"series {label} line {reader.line_num} does not read as CSV ({exc})") from None
     if not rows:
         raise CharrnnError(f"series {label} is empty")
     header = [cell.strip() for cell in rows[0][1]]
@@ -65,6 +75,8 @@ def read_series(path: str | Path, *, column: str | None = None, date_column: str
         return read_numbers((row[0] if row else "" for _, row in rows), label=label, fill=fill,
                             numbers=[number for number, _ in rows])
     body = rows[1:]
+    if not body:
+        raise CharrnnError(f"series {label} has a header ({', '.join(header)}) and no values")
     if column is None:
         others = [name for name in header if name.lower() not in (*DATE_NAMES, (date_column or "").lower())]
         numeric = others if len(others) == 1 else [name for i, name in enumerate(header)
@@ -123,6 +135,9 @@ def _parse_values(cells: Sequence[str], numbers: Sequence[int], label: str, colu
         value = _number(cell)
         if value is None:
             raise CharrnnError(f"series {label} line {number}: {column} is {cell.strip()!r}, not a number")
+        if abs(value) > MAX_MAGNITUDE:
+            raise CharrnnError(f"series {label} line {number}: {column} is {cell.strip()}, beyond the largest value "
+                               f"charrnn forecasts (±{MAX_MAGNITUDE:g}); rescale the series")
         values[i] = value
     if missing:
         if fill is None:
@@ -248,20 +263,23 @@ def future_dates(series: Series, horizon: int) -> list[datetime] | None:
         return None
     last = series.dates[-1]
     months, delta = _STEPS[series.frequency]
-    if delta is not None:
-        return [last + delta * (i + 1) for i in range(horizon)]
-    out = []
-    for i in range(1, horizon + 1):
-        total = last.month - 1 + months * i
-        year, month = last.year + total // 12, total % 12 + 1
-        day = _days_in_month(year, month) if _month_end(last) else min(last.day, _days_in_month(year, month))
-        out.append(last.replace(year=year, month=month, day=day))
-    return out
+    try:
+        if delta is not None:
+            return [last + delta * (i + 1) for i in range(horizon)]
+        out = []
+        for i in range(1, horizon + 1):
+            total = last.month - 1 + months * i
+            year, month = last.year + total // 12, total % 12 + 1
+            day = _days_in_month(year, month) if _month_end(last) else min(last.day, _days_in_month(year, month))
+            out.append(last.replace(year=year, month=month, day=day))
+        return out
+    except (OverflowError, ValueError):  # datetime ends with the year 9999
+        raise CharrnnError(f"the series ends at {_show(last)}: {horizon} {series.frequency} steps after it are past "
+                           "the last date Python knows (9999-12-31)") from None
 
 
 def _days_in_month(year: int, month: int) -> int:
-    following = date(year + month // 12, month % 12 + 1, 1)
-    return (following - timedelta(days=1)).day
+    return calendar.monthrange(year, month)[1]  # (not from the next month's first day: December 9999 has none)
 
 
 # The season length of each frequency: a year of months or quarters, a week of days, a day of hours.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from ..train import TrainConfig, TrainResult
 from .metrics import mase, mase_scale
 from .model import Forecaster, ForecasterConfig, quantile_loss, wavenet_layers_for
 from .series import FILL_METHODS, Series, future_dates, read_series, season_length
-from .windows import TRANSFORMS, Scaler, Split, origins_between, targets_at, windows_at
+from .windows import LONGER_SERIES, SHORTER_PARTS, TRANSFORMS, Scaler, Split, origins_between, targets_at, windows_at
 
 TASK = "forecaster"
 # Training settings a caller leaves unset, chosen on the validation parts of airline-passengers and
@@ -85,9 +86,9 @@ class PreparedSeries:
 
     @classmethod
     def of(cls, series: Series, data: ForecastDataConfig, *, window: int, horizon: int,
-           scaler: Scaler | None = None, label: str = "the series") -> PreparedSeries:
+           scaler: Scaler | None = None, label: str = "the series", remedy: str = SHORTER_PARTS) -> PreparedSeries:
         split = Split.of(len(series), horizon=horizon, window=window, val_size=data.val_size,
-                         test_size=data.test_size, label=label)
+                         test_size=data.test_size, label=label, remedy=remedy)
         scaler = scaler or Scaler.fit(series.values[: split.val_start], data.transform)
         return cls(series, split, scaler, scaler.forward(series.values))
 
@@ -189,10 +190,19 @@ class ForecastTask:
             "series": {"name": series.name, "frequency": series.frequency, "season": season_length(series),
                        "length": len(series), "val_start": self.prepared.split.val_start,
                        "test_start": self.prepared.split.test_start},
+            # The series' last window (values and dates): what `forecast predict` needs to forecast
+            # what comes after the series without it, as a checkpoint carries its vocabulary.
+            "recent": {"values": [float(v) for v in series.values[-self.model.config.window:]],
+                       "dates": [d.isoformat() for d in series.dates[-self.model.config.window:]] if series.dates else None},
             "corpus": Path(self.data_path).name,
             "corpus_path": self.data_path,
-            "notes": data_notes(Path(self.data_path)),
+            "notes": data_notes(Path(self.data_path)) if self.data_path != "stdin" else {},
         }
+
+
+def _label(path: str) -> str:
+    """A series' name in messages: "series sales.csv", or "series stdin" for -."""
+    return f"series {'stdin' if path == '-' else path}"
 
 
 def train_forecaster(data_file: str | None, *, horizon: int | None = None, window: int | None = None,
@@ -237,7 +247,7 @@ class ForecasterRecipe:
         if options.get("num_layers") is None:
             options["num_layers"] = wavenet_layers_for(window) if options.get("model") == "wavenet" else 2
         config = ForecasterConfig(window=window, horizon=self.horizon, **options)
-        prepared = PreparedSeries.of(series, self.data, window=window, horizon=self.horizon, label=f"series {self.data_file}")
+        prepared = PreparedSeries.of(series, self.data, window=window, horizon=self.horizon, label=_label(self.data_file))
         place.preparing(f"{len(series):,} values: {prepared.split.val_start:,} to train on, "
                         f"{prepared.split.test_start - prepared.split.val_start:,} to validate, "
                         f"{len(series) - prepared.split.test_start:,} held out to test")
@@ -248,7 +258,8 @@ class ForecasterRecipe:
         path = self.data_file or recorded_data_file(checkpoint.metadata["corpus_path"])
         config = ForecasterConfig(**checkpoint.metadata["model_config"])
         prepared = PreparedSeries.of(load_series(path, data), data, window=config.window, horizon=config.horizon,
-                                     scaler=Scaler(**checkpoint.metadata["scaler"]), label=f"series {path}")
+                                     scaler=Scaler(**checkpoint.metadata["scaler"]), label=_label(path),
+                                     remedy=LONGER_SERIES)
         self.data = data
         self.data_file = path
         return self._prepared(Forecaster(config), prepared, train)
@@ -291,7 +302,9 @@ class QuantileForecasts:
         """The model's output (in window units) back in the series' units: quantiles survive the
         monotone inverse transform, so the interval stays an 80% interval."""
         anchors = prepared.z[origins][:, None, None]
-        values = prepared.scaler.inverse(anchors + predicted * prepared.scaler.scale)
+        # In float64: the model's float32 times the scale of a series of large values (1e40 and
+        # more) overflows float32.
+        values = prepared.scaler.inverse(anchors + predicted.astype(np.float64) * prepared.scaler.scale)
         q = config.quantiles
         return cls(values[..., q.index(0.5)], values[..., q.index(0.1)], values[..., q.index(0.9)])
 
@@ -313,20 +326,24 @@ def forecast_at(model: Forecaster, prepared: PreparedSeries, origins: np.ndarray
 
 
 def load_forecaster(checkpoint: str | Path, device: str = "auto") -> tuple[Forecaster, Checkpoint]:
+    target = resolve_device(device)  # outside rebuilding_from: a bad --device is the user's, not the file's
     saved = load_checkpoint(checkpoint, task=TASK)
     with rebuilding_from(saved.path):
         ForecastDataConfig.from_checkpoint(saved).validate()
         Scaler(**saved.metadata["scaler"])
-        model = restore_for_inference(Forecaster(ForecasterConfig(**saved.metadata["model_config"])), saved,
-                                      resolve_device(device))
+        model = restore_for_inference(Forecaster(ForecasterConfig(**saved.metadata["model_config"])), saved, target)
     return model, saved
 
 
 def series_of(checkpoint: Checkpoint, path: str | None, *, column: str | None = None,
-              date_column: str | None = None, fill: str | None = None) -> tuple[Series, str]:
+              date_column: str | None = None, fill: str | None = None, recent: bool = False) -> tuple[Series, str]:
     """The series a trained model is used on: the file given (read with the training run's column
-    settings unless others are given), else the run's own series. Returns it with its label."""
+    settings unless others are given), else the run's own series: with recent, the last window of
+    it that the checkpoint carries (enough to forecast what follows), else the whole file. Returns
+    it with its label."""
     data = ForecastDataConfig.from_checkpoint(checkpoint)
+    if path is None and recent and checkpoint.metadata.get("recent"):
+        return recent_series(checkpoint), f"the end of {checkpoint.metadata.get('corpus', 'its series')}"
     if path is None:
         if checkpoint.metadata.get("corpus_path") in (None, "stdin"):
             raise UsageError("this checkpoint was trained on stdin; give the series to forecast")
@@ -336,6 +353,16 @@ def series_of(checkpoint: Checkpoint, path: str | None, *, column: str | None = 
                                  fill=fill or data.fill)
     reading.validate()
     return load_series(path, reading), ("stdin" if path == "-" else path)
+
+
+def recent_series(checkpoint: Checkpoint) -> Series:
+    """The last window of the series a model trained on, as its checkpoint carries it."""
+    with rebuilding_from(checkpoint.path):
+        recent = checkpoint.metadata["recent"]
+        saved = checkpoint.metadata["series"]
+        dates = [datetime.fromisoformat(d) for d in recent["dates"]] if recent["dates"] else None
+        return Series(np.array(recent["values"], dtype=float), dates, saved["frequency"] if dates else None,
+                      saved["name"])
 
 
 def prepare_for(model: Forecaster, checkpoint: Checkpoint, series: Series, label: str) -> PreparedSeries:
@@ -348,7 +375,7 @@ def prepare_for(model: Forecaster, checkpoint: Checkpoint, series: Series, label
         data.val_size = saved["test_start"] - saved["val_start"]
         data.test_size = saved["length"] - saved["test_start"]
     return PreparedSeries.of(series, data, window=model.config.window, horizon=model.config.horizon, scaler=scaler,
-                             label=f"series {label}")
+                             label=f"series {label}", remedy=LONGER_SERIES)
 
 
 @dataclass
@@ -376,5 +403,8 @@ def forecast_next(model: Forecaster, checkpoint: Checkpoint, series: Series, hor
     z = scaler.forward(series.values)
     prepared = PreparedSeries(series, Split(len(series), len(series), len(series)), scaler, z)
     forecasts = forecast_at(model, prepared, np.array([len(series) - 1]))
+    if not (np.all(np.isfinite(forecasts.lower)) and np.all(np.isfinite(forecasts.upper))):
+        raise CharrnnError("the model forecasts NaN or values beyond ±1e308 from this series: its training "
+                           "diverged, or its checkpoint is damaged")
     return Forecast(future_dates(series, horizon), forecasts.median[0, :horizon], forecasts.lower[0, :horizon],
                     forecasts.upper[0, :horizon])

@@ -13,6 +13,10 @@ import numpy as np
 from ..errors import CharrnnError, UsageError
 
 TRANSFORMS = ("auto", "log", "none")
+# What a series too short to split can do: a new run can split it differently; a trained model
+# splits any series as its run split its own, so only a longer series will do.
+SHORTER_PARTS = "give a longer series or smaller --window, --horizon, --val-size or --test-size"
+LONGER_SERIES = "give a longer series (a trained model splits it as its run split its own)"
 
 
 @dataclass
@@ -26,7 +30,7 @@ class Split:
 
     @classmethod
     def of(cls, length: int, *, horizon: int, window: int, val_size: int | None, test_size: int | None,
-           label: str = "the series") -> Split:
+           label: str = "the series", remedy: str = SHORTER_PARTS) -> Split:
         """The last test_size values for the test, the val_size before them for validation [default
         for each: 10% of the series, at least two horizons]; the rest trains, and must hold at
         least a window and a horizon twice over."""
@@ -41,8 +45,7 @@ class Split:
         if train < need:
             raise CharrnnError(f"{label} has {length} values: too short for a test part of {test_size}, a validation "
                                f"part of {val_size} and a training part of at least {need} (a window of {window} and "
-                               f"a horizon of {horizon}); give a longer series or smaller --window, --horizon, "
-                               "--val-size or --test-size")
+                               f"a horizon of {horizon}); {remedy}")
         return cls(train, train + val_size, length)
 
 
@@ -79,7 +82,10 @@ class Scaler:
         return np.asarray(values, dtype=float)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.exp(z) if self.transform == "log" else z
+        if self.transform != "log":
+            return z
+        with np.errstate(over="ignore"):  # a forecast beyond float64 (a model gone wild) is inf, said by its callers
+            return np.exp(z)
 
     def to_dict(self) -> dict:
         return {"transform": self.transform, "scale": self.scale}
