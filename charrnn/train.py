@@ -251,6 +251,24 @@ class _StopRequest:
         return False
 
 
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError for AdamW moments no run writes (read from a damaged checkpoint):
+    load_state_dict takes them as they are, and the first step would fail on a missing or misshapen
+    moment, or train on a negative step count, after the run had begun writing its log."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter)
+            if not state:
+                continue  # a parameter no step has updated yet
+            for name in ("exp_avg", "exp_avg_sq"):
+                moment = state.get(name)
+                if not isinstance(moment, torch.Tensor) or moment.shape != parameter.shape:
+                    raise ValueError(f"its optimiser state has a bad {name} for a weight of shape {tuple(parameter.shape)}")
+            step = state.get("step")
+            if not isinstance(step, torch.Tensor) or step.numel() != 1 or not math.isfinite(float(step)) or float(step) < 0:
+                raise ValueError(f"its optimiser state has the step count {step!r:.40}")
+
+
 def _rng_state(device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if device.type == "cuda":
@@ -320,6 +338,7 @@ class Trainer:
             raise UsageError("this checkpoint holds weights only (it was exported); it cannot resume training")
         self.model.load_state_dict(checkpoint.model_state)
         self.optimizer.load_state_dict(checkpoint.resume["optimizer"])
+        _check_optimizer_state(self.optimizer)
         self.state = TrainState(**checkpoint.train_state)
         self.state.check()
         self.task.load_data_state(checkpoint.resume["data"])

@@ -184,3 +184,9 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, no_newline_model, damage):
                 "wrong shape": "head.weight", "bad setting": "damaged"}[damage]
     assert_one_line_error(run("sample", "-c", "damaged.pt", "-n", "5", cwd=tmp_path), 1, "damaged.pt", fragment)
     assert (tmp_path / "damaged.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["sample", "-c", "shakespeare", "-n", "5"], ["translate", "-c", "spa-eng", "hello"],
+                                     ["classify", "-c", "sentiment", "fine"], ["forecast", "predict", "-c", "airline"]])
+def test_a_bad_device_is_the_users_error_not_the_checkpoints(tmp_path, command):
+    assert_one_line_error(run(*command, "--device", "quantum", cwd=tmp_path), 2, "quantum")

@@ -352,3 +352,24 @@ def test_kill_9_at_random_moments_then_resume_gives_the_uninterrupted_run(tmp_pa
               f"{exact} resumed exactly, in {time.monotonic() - started:.0f}s")
     REPORT_LINES["kill -9"] = report
     assert exact == KILL_TRIALS, report
+
+
+@pytest.mark.parametrize("damage", ["missing moment", "misshapen moment", "negative step"])
+def test_damaged_optimiser_moments_are_one_line_and_change_nothing(tiny_corpus, tmp_path, damage):
+    """load_state_dict takes AdamW's state as it is: a damaged one must be refused before the run
+    writes anything, not fail at its first step."""
+    run_dir = tmp_path / "run"
+    _train(tiny_corpus, run_dir, max_steps=6)
+    checkpoint = load_checkpoint(run_dir / "last.pt")
+    state = next(iter(checkpoint.resume["optimizer"]["state"].values()))
+    if damage == "missing moment":
+        del state["exp_avg"]
+    elif damage == "misshapen moment":
+        state["exp_avg_sq"] = torch.zeros(3)
+    else:
+        state["step"] = torch.tensor(-1.0)
+    save_checkpoint(checkpoint, run_dir / "last.pt")
+    before = _files(run_dir)
+    with pytest.raises(CharrnnError, match="is damaged: its optimiser state"):
+        _train(tiny_corpus, run_dir, resume=True, max_steps=12)
+    assert _files(run_dir) == before

@@ -483,10 +483,11 @@ class ClassifierRecipe:
 
 def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Classifier, Vocab, list[str], Checkpoint]:
     """Rebuild the model, vocabulary and label names from a checkpoint, ready for inference."""
+    target = resolve_device(device)  # outside rebuilding_from: a bad --device is the user's, not the file's
     saved = load_checkpoint(checkpoint, task=TASK)
     with rebuilding_from(checkpoint):
         ClassificationDataConfig.from_checkpoint(saved)  # read by every use: a damaged one fails here
-        model = restore_for_inference(Classifier(ClassifierConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+        model = restore_for_inference(Classifier(ClassifierConfig(**saved.metadata["model_config"])), saved, target)
         return model, Vocab.from_dict(saved.metadata["vocab"]), list(saved.metadata["label_names"]), saved
 
 

@@ -330,9 +330,10 @@ def _step_timer(probe: LanguageModel, train: TrainConfig, device: torch.device, 
 
 def load_language_model(checkpoint: str | Path, device: str = "auto") -> tuple[LanguageModel, Vocab, Checkpoint]:
     """Rebuild the model and vocabulary from a checkpoint, ready for inference on the device."""
+    target = resolve_device(device)  # outside rebuilding_from: a bad --device is the user's, not the file's
     saved = load_checkpoint(checkpoint, task=TASK)
     with rebuilding_from(checkpoint):
-        model = restore_for_inference(LanguageModel(LanguageModelConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+        model = restore_for_inference(LanguageModel(LanguageModelConfig(**saved.metadata["model_config"])), saved, target)
         return model, Vocab.from_dict(saved.metadata["vocab"]), saved
 
 

@@ -280,10 +280,11 @@ class TranslatorRecipe(OneFileRecipe):
 
 
 def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Translator, Vocab, Vocab, Checkpoint]:
+    target = resolve_device(device)  # outside rebuilding_from: a bad --device is the user's, not the file's
     saved = load_checkpoint(checkpoint, task=TASK)
     with rebuilding_from(checkpoint):
         TranslationDataConfig.from_checkpoint(saved)  # read by every use: a damaged one fails here
-        model = restore_for_inference(Translator(TranslatorConfig(**saved.metadata["model_config"])), saved, resolve_device(device))
+        model = restore_for_inference(Translator(TranslatorConfig(**saved.metadata["model_config"])), saved, target)
         return model, Vocab.from_dict(saved.metadata["source_vocab"]), Vocab.from_dict(saved.metadata["target_vocab"]), saved
 
 
