@@ -122,6 +122,23 @@ def wall_time(cmd: list[str], env: dict | None = None) -> float:
 # -- the corpus as characters, for the baselines -------------------------------------------------
 
 
+QUICK_CHARS = 50_000  # --quick trains on this first slice of the corpus
+
+
+def bench_corpus(args: argparse.Namespace, work: Path) -> tuple[Path, torch.Tensor, list[str], str]:
+    """The corpus a training bench runs on (with --quick, its first QUICK_CHARS characters, copied
+    into work so that every row also evaluates quickly), its character ids and vocabulary, and how
+    the tables name it."""
+    corpus = corpus_path(args)
+    label = f"the first {QUICK_CHARS:,} chars of {corpus.name}" if args.quick else corpus.name
+    if args.quick:
+        sliced = work / "slice.txt"
+        sliced.write_text(corpus.read_text(encoding="utf-8")[:QUICK_CHARS], encoding="utf-8")
+        corpus = sliced
+    ids, chars = encode_corpus(corpus)
+    return corpus, ids, chars, label
+
+
 def encode_corpus(path: Path, limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
     """The corpus (its first `limit` characters) as a 1-D tensor of character ids, and the
     vocabulary (sorted distinct characters)."""

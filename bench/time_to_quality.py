@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import (LN2, bench_env, charrnn_command, corpus_path, encode_corpus, evaluate_recurrent,
+from common import (LN2, bench_corpus, bench_env, charrnn_command, evaluate_recurrent,
                     evaluate_windowed, log, make_parser, precision_label, precision_paths, print_table, set_threads,
                     split)
 
@@ -28,7 +28,6 @@ from charrnn.devices import autocast
 
 CPU = torch.device("cpu")
 
-QUICK_CHARS = 50_000
 
 
 def update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> None:
@@ -222,15 +221,9 @@ def main() -> None:
     args = parser.parse_args()
     budget = args.budget or (5.0 if args.quick else 100.0)
     set_threads(args.threads)
-    corpus = corpus_path(args)
-    label = f"the first {QUICK_CHARS:,} chars of {corpus.name}" if args.quick else corpus.name
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
         work = Path(tmp)
-        if args.quick:  # a slice of the corpus, so that every row also evaluates quickly
-            sliced = work / "slice.txt"
-            sliced.write_text(corpus.read_text(encoding="utf-8")[:QUICK_CHARS], encoding="utf-8")
-            corpus = sliced
-        ids, chars = encode_corpus(corpus)
+        corpus, ids, chars, label = bench_corpus(args, work)
         train, val = split(ids)
         log(f"corpus {corpus}: {len(ids):,} chars, vocabulary {len(chars)}, validation {len(val):,}; budget {budget:g} s a row")
         for precision, dtype in precision_paths(args):

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-from common import (LN2, bench_env, charrnn_command, corpus_path, encode_corpus, evaluate_recurrent, log, make_parser,
+from common import (LN2, bench_corpus, bench_env, charrnn_command, evaluate_recurrent, log, make_parser,
                     precision_label, precision_paths, print_table, set_threads, split)
 
 from charrnn.language.sampling import SamplingConfig, generate
 from charrnn.language.task import load_language_model
 
-QUICK_CHARS = 50_000
 SAMPLE_TOKENS = 2000  # timed generation, batch 1, fp32, after SAMPLE_WARMUP untimed tokens
 SAMPLE_WARMUP = 200
 
@@ -89,15 +88,9 @@ def main() -> None:
     channels = [int(c) for c in args.channels.split(",") if c.strip()]
     sample_tokens = 500 if args.quick else SAMPLE_TOKENS
     set_threads(args.threads)
-    corpus = corpus_path(args)
-    label = f"the first {QUICK_CHARS:,} chars of {corpus.name}" if args.quick else corpus.name
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-wavenet-") as tmp:
         work = Path(tmp)
-        if args.quick:  # a slice of the corpus, so that every row also evaluates quickly
-            sliced = work / "slice.txt"
-            sliced.write_text(corpus.read_text(encoding="utf-8")[:QUICK_CHARS], encoding="utf-8")
-            corpus = sliced
-        ids, chars = encode_corpus(corpus)
+        corpus, ids, chars, label = bench_corpus(args, work)
         _, val = split(ids)
         log(f"corpus {corpus}: {len(ids):,} chars, vocabulary {len(chars)}, validation {len(val):,}; "
             f"budget {budget:g} s a row")

@@ -22,6 +22,17 @@ def _axis(series: Series, count: int | None = None, start: int = 0):
     return np.arange(start, start + count)
 
 
+def _finish_series_figure(figure, axes, series: Series, title: str, path: str | Path) -> None:
+    """Title, axis label, legend and grid of a figure drawn over a series' dates, then save it."""
+    axes.set_title(title)
+    axes.set_ylabel(series.name)
+    axes.legend(loc="upper left")
+    axes.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
 def plot_forecast(series: Series, forecast, path: str | Path) -> None:
     """The end of the history, then the forecast (median) and its 80% interval."""
     plt = pyplot()
@@ -34,13 +45,7 @@ def plot_forecast(series: Series, forecast, path: str | Path) -> None:
     joined_x = [_axis(series, 1, len(series) - 1)[0], *future]
     axes.plot(joined_x, [series.values[-1], *forecast.median], color="tab:blue", linewidth=1.6, label="forecast")
     axes.fill_between(future, forecast.lower, forecast.upper, color="tab:blue", alpha=0.25, label="80% interval")
-    axes.set_title(f"{series.name}: the next {horizon} values")
-    axes.set_ylabel(series.name)
-    axes.legend(loc="upper left")
-    axes.grid(alpha=0.3)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    save_figure(figure, path)
+    _finish_series_figure(figure, axes, series, f"{series.name}: the next {horizon} values", path)
 
 
 def plot_backtest(series: Series, origins: np.ndarray, forecasts, path: str | Path) -> None:
@@ -57,13 +62,8 @@ def plot_backtest(series: Series, origins: np.ndarray, forecasts, path: str | Pa
         axes.fill_between(x, forecasts.lower[i], forecasts.upper[i], color="tab:blue", alpha=0.2,
                           label="80% interval" if k == 0 else None)
         axes.axvline(_axis(series, 1, int(origins[i]))[0], color="grey", linewidth=0.6, linestyle=":")
-    axes.set_title(f"{series.name}: forecasts from the test origins (dotted), each from the values before it")
-    axes.set_ylabel(series.name)
-    axes.legend(loc="upper left")
-    axes.grid(alpha=0.3)
-    figure.autofmt_xdate()
-    figure.tight_layout()
-    save_figure(figure, path)
+    _finish_series_figure(figure, axes, series,
+                          f"{series.name}: forecasts from the test origins (dotted), each from the values before it", path)
 
 
 def plot_decomposition(series: Series, summary, path: str | Path) -> None:
