@@ -288,6 +288,8 @@ def test_odd_csv_text_is_read_or_one_clear_error():
     # A header alone is no series (it was "0 values: too short").
     with pytest.raises(CharrnnError, match="has a header \\(Month, Sales\\) and no values"):
         read_series("", text="Month,Sales\n")
+    with pytest.raises(CharrnnError, match="one line of numbers \\(1, 2, 3\\); give one number a line"):
+        read_series("", text="1,2,3\n")
     # Old Mac line ends on stdin (a file's are translated as it is read) were a csv.Error.
     assert read_series("", text="50.0\r75.0\r").values.tolist() == [50.0, 75.0]
     assert read_series("", text="Month,Sales\r2000-01,1\r2000-02,2\r").values.tolist() == [1.0, 2.0]

@@ -76,6 +76,9 @@ def read_series(path: str | Path, *, column: str | None = None, date_column: str
                             numbers=[number for number, _ in rows])
     body = rows[1:]
     if not body:
+        if all(_number(cell) is not None for cell in header):  # "1,2,3": numbers on one line
+            raise CharrnnError(f"series {label} is one line of numbers ({', '.join(header)}); give one number a line, "
+                               "or a CSV with a header row")
         raise CharrnnError(f"series {label} has a header ({', '.join(header)}) and no values")
     if column is None:
         others = [name for name in header if name.lower() not in (*DATE_NAMES, (date_column or "").lower())]
