@@ -88,7 +88,7 @@ def test_no_information_from_the_future_reaches_any_forecast(trained):
     values = monthly_values()
     series = Series(values, None, "monthly", "Sales")
     prepared = PreparedSeries.of(series, ForecastDataConfig(), window=model.config.window, horizon=6,
-                                 scaler=Scaler(**saved.metadata["scaler"]))
+                                 scaler=Scaler.from_checkpoint(saved))
     origins = prepared.origins("test", window=model.config.window, horizon=6)
     origin = int(origins[0])
     future = values.copy()
@@ -172,7 +172,7 @@ def test_a_trained_model_beats_the_seasonal_naive_forecast_on_its_test_part(trai
     assert result.final_metrics["val_mase"] < 1.5
     series = read_series(path)
     prepared = PreparedSeries.of(series, ForecastDataConfig(), window=model.config.window, horizon=6,
-                                 scaler=Scaler(**saved.metadata["scaler"]))
+                                 scaler=Scaler.from_checkpoint(saved))
     rows = {row.model: row for row in backtest(model, prepared, model_name="lstm", with_classical=False)}
     assert set(rows) == {"lstm", "naive", "seasonal naive", "drift"}
     assert rows["lstm"].origins == 12 - 6 + 1  # every origin whose horizon lies in the test part

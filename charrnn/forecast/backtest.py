@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import UsageError
 from . import classical
 from .baselines import BASELINES, baseline_forecast
-from .metrics import directional_accuracy, mae, rmse, smape
+from .metrics import directional_accuracy, mae, mase, rmse, smape
 from .series import season_length
 from .task import Forecaster, PreparedSeries, QuantileForecasts, actual_at, forecast_at
 
@@ -47,6 +47,8 @@ def backtest(model: Forecaster, prepared: PreparedSeries, *, model_name: str, lo
     config = model.config
     horizon = config.horizon
     values = prepared.series.values
+    if log_scale and np.any(values <= 0):  # before the forecasts, the classical model's fits above all
+        raise UsageError("--log-scale needs a series above 0")
     origins = prepared.origins("test", window=config.window, horizon=horizon)
     season = season_length(prepared.series)
     actual = actual_at(values, origins, horizon)
@@ -62,8 +64,6 @@ def backtest(model: Forecaster, prepared: PreparedSeries, *, model_name: str, lo
             forecasts.append((classical.NAME, QuantileForecasts(median), None))
         else:
             forecasts.append((classical.NAME, None, classical.MISSING))
-    if log_scale and np.any(values <= 0):
-        raise UsageError("--log-scale needs a series above 0")
     on = np.log if log_scale else np.asarray
     scale = prepared.mase_scale(log=log_scale)
     last = on(values[origins])[:, None]
@@ -73,7 +73,7 @@ def backtest(model: Forecaster, prepared: PreparedSeries, *, model_name: str, lo
             rows.append(Scores(name, *[float("nan")] * 5, None, len(origins), horizon, note=note))
             continue
         a, f = on(actual), on(forecast.median)
-        rows.append(Scores(name, mae(a, f), rmse(a, f), smape(actual, forecast.median), mae(a, f) / scale,
+        rows.append(Scores(name, mae(a, f), rmse(a, f), smape(actual, forecast.median), mase(a, f, scale),
                            directional_accuracy(a, f, last),
                            forecast.coverage(actual) if forecast.lower is not None else None, len(origins), horizon))
     return rows

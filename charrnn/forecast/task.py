@@ -138,6 +138,9 @@ class ForecastTask:
         self.inputs, _ = windows_at(prepared.z, origins, config.window, prepared.scaler.scale)
         self.targets = targets_at(prepared.z, origins, config.horizon, prepared.scaler.scale)
         self.val_origins = prepared.origins("validation", window=config.window, horizon=config.horizon)
+        # The validation windows, cut once: calibrate and evaluate both read them at every evaluation.
+        self.val_inputs, _ = windows_at(prepared.z, self.val_origins, config.window, prepared.scaler.scale)
+        self.val_targets = torch.from_numpy(targets_at(prepared.z, self.val_origins, config.horizon, prepared.scaler.scale))
         self.batches = BucketedBatches([1] * len(origins), min(data.batch_size, len(origins)), seed=seed)
         self.steps_per_epoch = self.batches.batches_per_epoch
 
@@ -150,29 +153,21 @@ class ForecastTask:
     def calibrate(self, model, device) -> None:
         """Fit the interval's width on the validation windows (the Trainer calls it before each
         evaluation), so that 80% of their values fall inside."""
-        config = model.config
-        x, _ = windows_at(self.prepared.z, self.val_origins, config.window, self.prepared.scaler.scale)
-        y = targets_at(self.prepared.z, self.val_origins, config.horizon, self.prepared.scaler.scale)
-        model.calibrate_interval(torch.from_numpy(predict_windows(model, x, raw=True)), torch.from_numpy(y),
+        model.calibrate_interval(torch.from_numpy(predict_windows(model, self.val_inputs, raw=True)), self.val_targets,
                                  INTERVAL_COVERAGE)
 
     def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
         # The validation windows are few: all of them, whatever max_tokens says.
         config = model.config
-        x, _ = windows_at(self.prepared.z, self.val_origins, config.window, self.prepared.scaler.scale)
-        y = targets_at(self.prepared.z, self.val_origins, config.horizon, self.prepared.scaler.scale)
-        raw = torch.from_numpy(predict_windows(model, x, raw=True))
-        loss = float(quantile_loss(raw, torch.from_numpy(y), config.quantiles))  # what training minimises
-        forecasts = self._in_values(model.calibrated(raw).numpy(), self.val_origins)
+        raw = torch.from_numpy(predict_windows(model, self.val_inputs, raw=True))
+        loss = float(quantile_loss(raw, self.val_targets, config.quantiles))  # what training minimises
+        forecasts = QuantileForecasts.of(model.calibrated(raw).numpy(), self.prepared, self.val_origins, config)
         actual = actual_at(self.prepared.series.values, self.val_origins, config.horizon)
         metrics = {"val_loss": loss, "val_coverage": forecasts.coverage(actual)}
         scale = self.prepared.mase_scale()
         if math.isfinite(scale):  # (a constant training part has no MASE)
             metrics["val_mase"] = mase(actual, forecasts.median, scale)
         return metrics
-
-    def _in_values(self, predicted: np.ndarray, origins: np.ndarray) -> QuantileForecasts:
-        return QuantileForecasts.of(predicted, self.prepared, origins, self.model.config)
 
     def data_state(self) -> dict:
         return self.batches.state()
@@ -258,7 +253,7 @@ class ForecasterRecipe:
         path = self.data_file or recorded_data_file(checkpoint.metadata["corpus_path"])
         config = ForecasterConfig(**checkpoint.metadata["model_config"])
         prepared = PreparedSeries.of(load_series(path, data), data, window=config.window, horizon=config.horizon,
-                                     scaler=Scaler(**checkpoint.metadata["scaler"]), label=_label(path),
+                                     scaler=Scaler.from_checkpoint(checkpoint), label=_label(path),
                                      remedy=LONGER_SERIES)
         self.data = data
         self.data_file = path
@@ -330,7 +325,7 @@ def load_forecaster(checkpoint: str | Path, device: str = "auto") -> tuple[Forec
     saved = load_checkpoint(checkpoint, task=TASK)
     with rebuilding_from(saved.path):
         ForecastDataConfig.from_checkpoint(saved).validate()
-        Scaler(**saved.metadata["scaler"])
+        Scaler.from_checkpoint(saved)
         model = restore_for_inference(Forecaster(ForecasterConfig(**saved.metadata["model_config"])), saved, target)
     return model, saved
 
@@ -370,7 +365,7 @@ def prepare_for(model: Forecaster, checkpoint: Checkpoint, series: Series, label
     long, the scale fitted on its training part, not refitted)."""
     data = ForecastDataConfig.from_checkpoint(checkpoint)
     with rebuilding_from(checkpoint.path):
-        scaler = Scaler(**checkpoint.metadata["scaler"])
+        scaler = Scaler.from_checkpoint(checkpoint)
         saved = checkpoint.metadata["series"]
         data.val_size = saved["test_start"] - saved["val_start"]
         data.test_size = saved["length"] - saved["test_start"]
@@ -399,7 +394,7 @@ def forecast_next(model: Forecaster, checkpoint: Checkpoint, series: Series, hor
     if len(series) < config.window:
         raise CharrnnError(f"the series has {len(series)} values; this model reads the last {config.window}")
     with rebuilding_from(checkpoint.path):
-        scaler = Scaler(**checkpoint.metadata["scaler"])
+        scaler = Scaler.from_checkpoint(checkpoint)
     z = scaler.forward(series.values)
     prepared = PreparedSeries(series, Split(len(series), len(series), len(series)), scaler, z)
     forecasts = forecast_at(model, prepared, np.array([len(series) - 1]))

@@ -58,6 +58,11 @@ class Scaler:
     scale: float
 
     @classmethod
+    def from_checkpoint(cls, checkpoint) -> Scaler:
+        """The scaler a forecaster's run fitted, as its checkpoint keeps it."""
+        return cls(**checkpoint.metadata["scaler"])
+
+    @classmethod
     def fit(cls, train_values: np.ndarray, transform: str = "auto") -> Scaler:
         if transform not in TRANSFORMS:
             raise UsageError(f"unknown --transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
