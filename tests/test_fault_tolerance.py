@@ -250,6 +250,17 @@ def test_resume_drops_the_log_lines_after_the_checkpoint(tmp_path):
 # -- case 15: Ctrl-C during start-up -------------------------------------------------------------
 
 
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own Ctrl-C handler, as a process started from a terminal has it: a shell that
+    starts pytest in the background (`pytest &`) hands it SIGINT ignored, and no KeyboardInterrupt
+    would come of a Ctrl-C."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_ctrl_c")
 def test_ctrl_c_before_the_first_step_says_so(tiny_corpus, tmp_path, monkeypatch, capsys):
     def ctrl_c_while_reading(event):
         if isinstance(event, PreparingEvent):
