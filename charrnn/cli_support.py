@@ -99,15 +99,17 @@ def finish_training(result, *, quiet: bool, command: str, as_json: bool = False)
     quiet), the outcome as one JSON object on stdout (with --json), exit code 130 after Ctrl-C,
     and a one-line error if the loss diverged."""
     from .console import print_training_summary, training_outcome
+    from .distributed import writes_output
     from .train import StopReason
 
-    if not quiet:
+    writer = writes_output()  # under torchrun, rank 0 reports for all ranks
+    if not quiet and writer:
         print_training_summary(result, command)
-    if as_json:
+    if as_json and writer:
         print(json.dumps(training_outcome(result), ensure_ascii=False), flush=True)
     if result.stop_reason is StopReason.INTERRUPTED:
         # The summary says where the run was saved and how to resume it; quiet, the error line does.
-        raise Interrupted("" if not quiet else f"interrupted at step {result.state.step}; resume with: "
+        raise Interrupted("" if not (quiet and writer) else f"interrupted at step {result.state.step}; resume with: "
                                                f"{command} --resume {result.run_dir}")
     if result.stop_reason is StopReason.DIVERGED:
         raise CharrnnError("training diverged: the loss became NaN or infinite; try a lower --lr")

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import write_atomically
+from .distributed import Ranks
 from .errors import CharrnnError, UsageError
 from .output_files import make_output_folder
 from .text_encoding import check_encoding, not_in_encoding
@@ -192,7 +194,10 @@ def encode_to_token_file(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    meta_path.write_text(json.dumps({"source": str(path), "length": length, "dtype": dtype}))
+    # Atomically: under torchrun every rank of a machine encodes the corpus at once, and one may
+    # read the description while another writes it.
+    meta = json.dumps({"source": str(path), "length": length, "dtype": dtype}).encode()
+    write_atomically(meta_path, lambda handle: handle.write(meta))
     return TokenFile(token_path, dtype, length)
 
 
@@ -223,9 +228,13 @@ class StreamBatches:
 
     position is the offset of the next window inside every stream; it is all the state there is,
     so saving it in a checkpoint resumes the data exactly.
+
+    Under torchrun each rank reads its own streams, an equal contiguous share of the batch_size
+    (rows: see Ranks.share), so the ranks' batches together are the batch one process reads.
     """
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, *, start: int = 0, end: int | None = None):
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, *, start: int = 0, end: int | None = None,
+                 rows: range | None = None):
         end = len(tokens) if end is None else end
         self.tokens = tokens
         self.start = start
@@ -233,6 +242,7 @@ class StreamBatches:
         self.seq_len = seq_len
         self.stream_len = (end - start) // batch_size
         check_one_batch(end - start, batch_size, seq_len)
+        self.rows = rows if rows is not None else range(batch_size)  # the streams this process reads
         self.position = 0
 
     @property
@@ -247,10 +257,10 @@ class StreamBatches:
             self.position = 0
             wrapped = True
         rows = []
-        for b in range(self.batch_size):
+        for b in self.rows:
             begin = self.start + b * self.stream_len + self.position
             rows.append(np.asarray(self.tokens[begin : begin + self.seq_len + 1], dtype=np.int64))
-        window = torch.from_numpy(np.stack(rows))  # (B, T + 1)
+        window = torch.from_numpy(np.stack(rows))  # (B, T + 1), B this process's rows
         self.position += self.seq_len
         return window[:, :-1], window[:, 1:], wrapped
 
@@ -296,14 +306,21 @@ class BucketedBatches:
     """Batches of examples of similar length (little padding, so little wasted work), in a new
     seeded order every epoch. The position is just (epoch, index), so saving it in a checkpoint
     resumes the data exactly. The last examples of an epoch that do not fill a batch wait for the
-    next epoch's shuffle."""
+    next epoch's shuffle.
+
+    Under torchrun, every rank draws the same global batches (the same seed) and takes its share
+    of each: every world_size-th example from its rank on. A batch is sorted by length, so each
+    share holds a like mix of lengths (and of work); the shares together are the batch one process
+    trains on, and the position is the same on every rank."""
 
     WINDOW_BATCHES = 50  # examples are sorted by length within windows of this many batches
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int):
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, seed: int, ranks: Ranks = Ranks()):
         if len(lengths) < batch_size:
             raise CharrnnError(f"only {len(lengths)} training examples, fewer than one batch of {batch_size}; "
                                "use more data or a smaller --batch-size")
+        ranks.share(batch_size, "--batch-size")  # refuses a batch that does not divide among the ranks
+        self.ranks = ranks
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -327,14 +344,14 @@ class BucketedBatches:
         return batches
 
     def next(self) -> list[int]:
-        """The indices of the next batch's examples."""
+        """The indices of the next batch's examples (this rank's share of them)."""
         if self.index >= len(self._order):
             self.epoch += 1
             self.index = 0
             self._order = self._epoch_order(self.epoch)
         batch = self._order[self.index]
         self.index += 1
-        return batch
+        return batch[self.ranks.rank :: self.ranks.world_size]
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}

@@ -15,7 +15,8 @@ import torch
 
 from .checkpoint import Checkpoint, load_checkpoint, rebuilding_from
 from .devices import resolve_device, resolve_precision, start_device
-from .errors import Interrupted, UsageError
+from .distributed import Ranks, launch_id, process_group, restart_count
+from .errors import CharrnnError, Interrupted, UsageError
 from .events import PreparingEvent, TrainingEvent
 from .train import (Trainer, TrainConfig, TrainingTask, TrainResult, check_run_dir, claim_run_dir,
                     resume_checkpoint_path, resumed_train_config)
@@ -62,8 +63,8 @@ class TaskRecipe(Protocol):
         any data is read."""
 
     @property
-    def data_file(self) -> str:
-        """The data file that names the run's default folder (see default_run_dir)."""
+    def data_file(self) -> str | None:
+        """The data file that names the run's default folder (see default_run_dir); None: none given."""
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun: ...
 
@@ -111,29 +112,43 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
     resumed run that has already finished trains nothing and writes nothing (see Trainer.run).
     Ctrl-C before the first training step raises a one-line Interrupted error (exit code 130), as
     Ctrl-C during training exits 130 (the Trainer turns that one into a saved, resumable stop)."""
-    try:
-        started = _start(recipe, train=train, run_dir=run_dir, resume=resume, device=device, precision=precision,
-                         overwrite=overwrite, on_event=on_event)
-    except KeyboardInterrupt:
-        kept = "the run's checkpoints are as they were" if resume is not None else "nothing was saved"
-        raise Interrupted(f"interrupted before the first training step; {kept}") from None
-    return started.run() if isinstance(started, Trainer) else started
+    torch_device = resolve_device(device)
+    with process_group(torch_device) as torch_device:
+        ranks = Ranks.current()
+        if ranks.parallel and recipe.data_file == "-":
+            raise UsageError("torchrun's processes cannot share stdin; give the data as a file")
+        if not ranks.is_writer:
+            on_event = None  # rank 0 shows the progress; the others are quiet unless they fail
+        try:
+            started = _start(recipe, train=train, run_dir=run_dir, resume=resume, device=torch_device,
+                             precision=precision, overwrite=overwrite, on_event=on_event)
+        except KeyboardInterrupt:
+            kept = "the run's checkpoints are as they were" if resume is not None else "nothing was saved"
+            raise Interrupted(f"interrupted before the first training step; {kept}") from None
+        return started.run() if isinstance(started, Trainer) else started
 
 
 def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | None, resume: str | Path | None,
-           device: str, precision: str, overwrite: bool,
+           device: torch.device, precision: str, overwrite: bool,
            on_event: Callable[[TrainingEvent], None] | None) -> Trainer | TrainResult:
     """Everything train_task does before the first step: the Trainer ready to run, or the result
     of a run that ended while being prepared (Ctrl-C during a classifier's pretraining)."""
-    torch_device = resolve_device(device)
+    torch_device = device
     amp_dtype = resolve_precision(precision, torch_device)
     start_device(torch_device, amp_dtype)  # before any clock starts, and before the seeding below
+    if resume is None and restart_count() > 0 and (run_dir is not None or recipe.data_file is not None):
+        resume = _restarted_run(run_dir if run_dir is not None else default_run_dir(recipe.data_file))
     checkpoint = None
+    # Rank 0 alone checks and clears the run folder (the check creates and removes folders, which
+    # would pull the folder from under another rank's check), and the others wait for it.
+    ranks = Ranks.current()
     if resume is not None:
         path = resume_checkpoint_path(resume)
         checkpoint = load_checkpoint(path, task=recipe.name)
         place = RunPlace(Path(run_dir) if run_dir is not None else path.parent, torch_device, amp_dtype, on_event)
-        check_run_dir(place.run_dir)  # before the data is read: an unwritable folder fails at once
+        if ranks.is_writer:
+            check_run_dir(place.run_dir)  # before the data is read: an unwritable folder fails at once
+        ranks.barrier()
         with rebuilding_from(path, with_user_options=True):
             prepared = recipe.resumed_run(checkpoint, resumed_train_config(checkpoint, train), place)
     else:
@@ -143,8 +158,10 @@ def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | Non
         recipe.data.validate()
         place = RunPlace(Path(run_dir) if run_dir is not None else default_run_dir(recipe.data_file), torch_device,
                          amp_dtype, on_event)
-        check_run_dir(place.run_dir)
-        claim_run_dir(place.run_dir, overwrite=overwrite)
+        if ranks.is_writer:
+            check_run_dir(place.run_dir)
+            claim_run_dir(place.run_dir, overwrite=overwrite)
+        ranks.barrier()
         # The model's first weights come from the seed (the Trainer seeds its loop again at step 0).
         torch.manual_seed(train.seed)
         prepared = recipe.new_run(train, place)
@@ -165,3 +182,18 @@ def _start(recipe: TaskRecipe, *, train: TrainConfig | None, run_dir: Path | Non
         trainer = make_trainer()
         trainer.load_resume_state(checkpoint)
     return trainer
+
+
+def _restarted_run(run_dir: Path) -> Path | None:
+    """The run folder to resume when torchrun has restarted this launch's workers (after one of
+    them failed) and the launch had saved a checkpoint there: the restarted command starts the run
+    anew otherwise, which would refuse the folder or lose the steps trained. Only a checkpoint of
+    this same launch counts; a run another launch left in the folder is never taken over."""
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        return None
+    try:
+        saved_launch = load_checkpoint(last).training.get("launch")
+    except CharrnnError:
+        return None  # not this launch's to resume: the new run refuses the folder as usual
+    return run_dir if saved_launch is not None and saved_launch == launch_id() else None

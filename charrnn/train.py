@@ -9,6 +9,7 @@ and only the CLI draws progress."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -24,11 +25,13 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .allocator import keep_freed_memory
 from .checkpoint import (Checkpoint, leftover_temporaries, load_checkpoint, save_checkpoint, temporary_path,
                          write_atomically)
 from .devices import autocast
+from .distributed import Ranks, launch_id
 from .errors import CharrnnError, UsageError
 from .events import EndEvent, EvalEvent, StartEvent, StepEvent, TrainingEvent, WarningEvent
 from .numbers import check_finite, check_range, check_seed
@@ -269,6 +272,28 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                 raise ValueError(f"its optimiser state has the step count {step!r:.40}")
 
 
+# DDP's switch for not copying rank 0's buffers before each forward: renamed in torch 2.13, where
+# the old name warns on every start; older releases know only the old one.
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+                   else {"broadcast_buffers": False})
+
+
+class _TrainingStep(nn.Module):
+    """A task's training loss as a module, for DistributedDataParallel to wrap: DDP's forward is
+    what readies its all-reduce of the gradients, and a task computes its loss through its model's
+    own methods (the classifier's recurrent_logits), not only through the model's forward."""
+
+    def __init__(self, task: TrainingTask, model: nn.Module, device: torch.device):
+        super().__init__()
+        self.task = task
+        self.model = model  # a submodule: its parameters are the ones DDP keeps in step
+        self.device = device
+
+    def forward(self) -> tuple[torch.Tensor, int]:
+        return self.task.training_loss(self.model, self.device)
+
+
 def _rng_state(device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if device.type == "cuda":
@@ -321,6 +346,16 @@ class Trainer:
         self.settings_note = settings_note
         self.model = task.model.to(device)
         self.optimizer = make_optimizer(self.model, config)
+        # Under torchrun, each rank computes the loss on its share of the global batch, and DDP
+        # averages the gradients (so they are the global batch's) while backward runs. Buffers are
+        # not broadcast: every rank fits them alike from the same data (the forecaster's interval,
+        # the classifier's n-gram counts), and copying the counts at every step would cost a lot.
+        self.ranks = Ranks.current()
+        self._parallel_step = None
+        if self.ranks.parallel:
+            self._parallel_step = DistributedDataParallel(
+                _TrainingStep(task, self.model, device), device_ids=[device.index] if device.type == "cuda" else None,
+                static_graph=True, **_NO_BUFFER_SYNC)
         self.state = TrainState()
         self._pending_rng: dict | None = None  # RNG states to restore when a resumed run starts
         self._log_handle = None
@@ -342,7 +377,11 @@ class Trainer:
         self.state = TrainState(**checkpoint.train_state)
         self.state.check()
         self.task.load_data_state(checkpoint.resume["data"])
-        self._pending_rng = checkpoint.resume["rng"]
+        # Each rank draws its own dropout masks: it resumes its own random state when the run was
+        # saved by as many ranks (else rank 0's, as a plain process resumes).
+        by_rank = checkpoint.resume.get("rng_ranks")
+        same_ranks = isinstance(by_rank, list) and len(by_rank) == self.ranks.world_size
+        self._pending_rng = by_rank[self.ranks.rank] if same_ranks else checkpoint.resume["rng"]
         self._saved_config = TrainConfig(**checkpoint.training["config"])
 
     def _ended(self) -> StopReason | None:
@@ -459,16 +498,20 @@ class Trainer:
         step_limit = self._stop_steps()
         if cfg.time_budget is None and step_limit is None:
             raise UsageError("give a stop condition: --max-steps, --epochs or --time-budget")
-        prepare_run_dir(self.run_dir)
+        if self.ranks.is_writer:
+            prepare_run_dir(self.run_dir)
         if self._saved_config is not None:
             finished = self._finished()
             if finished is not None:
                 return self._nothing_left(*finished)
             self._go_on()
-            trim_log(self.run_dir / "log.jsonl", self.state.step)
+            if self.ranks.is_writer:
+                trim_log(self.run_dir / "log.jsonl", self.state.step)
+        self.ranks.barrier()  # the folder is ready before any rank goes on
         if self.state.step == 0:
-            torch.manual_seed(cfg.seed)
-            random.seed(cfg.seed)
+            # One seed per rank, so that ranks draw different dropout masks (rank 0: the run's seed).
+            torch.manual_seed(cfg.seed + self.ranks.rank)
+            random.seed(cfg.seed + self.ranks.rank)
         elif self._pending_rng is not None:
             _restore_rng(self._pending_rng, device)
         if self.state.total_steps is None or cfg.time_budget is None:
@@ -476,15 +519,17 @@ class Trainer:
             # provisionally and re-estimated from the measured speed below.
             self.state.total_steps = step_limit if step_limit is not None else UNKNOWN_TOTAL
         log_path = self.run_dir / "log.jsonl"
-        try:
-            self._log_handle = open(log_path, "a", encoding="utf-8")
-        except OSError as exc:
-            raise CharrnnError(f"cannot write {log_path}: {_reason(exc)}") from None
+        if self.ranks.is_writer:
+            try:
+                self._log_handle = open(log_path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise CharrnnError(f"cannot write {log_path}: {_reason(exc)}") from None
         try:
             return self._train_to_stop()
         finally:
             try:
-                self._log_handle.close()
+                if self._log_handle is not None:
+                    self._log_handle.close()
             except OSError:
                 pass  # a full disk: what failed was reported as it happened (see _emit)
             self._log_handle = None
@@ -521,6 +566,7 @@ class Trainer:
                         stop_reason = StopReason.EARLY_STOPPING
                 if stop_reason is None:
                     stop_reason = self._stop_reason(stop.requested)
+                stop_reason = self._agree(stop_reason, interrupted=stop.requested)
         if stop_reason is StopReason.INTERRUPTED:
             self._save("last.pt")  # at once: whoever pressed Ctrl-C is waiting
         elif stop_reason is not StopReason.DIVERGED:  # a diverged model must not overwrite good checkpoints
@@ -543,8 +589,12 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device, self.amp_dtype):
-            loss, tokens = self.task.training_loss(self.model, self.device)
-        loss_value = loss.item()
+            loss, tokens = (self._parallel_step() if self._parallel_step is not None
+                            else self.task.training_loss(self.model, self.device))
+        # Every rank logs and judges the global batch's loss and counts its tokens, so that all of
+        # them stop together should it diverge.
+        loss_sum, tokens = self.ranks.sum([loss.item(), tokens])
+        loss_value, tokens = loss_sum / self.ranks.world_size, int(tokens)
         if not math.isfinite(loss_value):
             return StopReason.DIVERGED
         self.optimizer.zero_grad(set_to_none=True)
@@ -559,6 +609,22 @@ class Trainer:
         self._emit(StepEvent(step=self.state.step, loss=loss_value, lr=lr, grad_norm=float(grad_norm),
                              tokens=self.state.tokens_seen, elapsed=self.state.elapsed, total_steps=self._known_total()))
         return None
+
+    def _agree(self, stop_reason: StopReason | None, *, interrupted: bool) -> StopReason | None:
+        """Make the ranks of a parallel run take the same decisions after each step: rank 0's clock,
+        its schedule's length (which sets the learning rate) and its reason to stop, else any
+        rank's Ctrl-C (torchrun passes it on to each worker, not at the same step). A plain process
+        decides alone."""
+        if not self.ranks.parallel:
+            return stop_reason
+        mine = self.ranks.is_writer
+        code = list(StopReason).index(stop_reason) + 1 if mine and stop_reason is not None else 0
+        total, elapsed, reason, asked = self.ranks.sum([self.state.total_steps if mine else 0,
+                                                        self.state.elapsed if mine else 0.0, code, float(interrupted)])
+        self.state.total_steps, self.state.elapsed = int(total), elapsed
+        if reason:
+            return list(StopReason)[int(reason) - 1]
+        return StopReason.INTERRUPTED if asked else None
 
     def _stop_reason(self, interrupted: bool) -> StopReason | None:
         if interrupted:
@@ -657,7 +723,7 @@ class Trainer:
             self.model.load_state_dict(final_weights)
             if final["val_loss"] < earlier["val_loss"]:
                 self.state.best_step, self.state.best_val_loss = self.state.step, partial_figure
-            else:
+            elif self.ranks.is_writer:
                 best.train_state["history"].append(earlier)
                 self._write(best, "best.pt")
             self._emit(EvalEvent(earlier, self.state.best_val_loss, improved=False))
@@ -666,17 +732,29 @@ class Trainer:
         self._save("last.pt")
 
     def _save(self, name: str) -> None:
-        fields = self.task.checkpoint_fields()
-        checkpoint = Checkpoint(
-            task=fields["task"],
-            metadata={k: v for k, v in fields.items() if k != "task"},
-            model_state=self.model.state_dict(),
-            training={"config": asdict(self.config), "state": asdict(self.state)},
-            resume={"optimizer": self.optimizer.state_dict(), "data": self.task.data_state(), "rng": _rng_state(self.device)},
-        )
-        started = time.perf_counter()
-        self._write(checkpoint, name)
-        self._save_seconds = time.perf_counter() - started
+        """Save the run as it is now. Every rank takes part (a language model's data position
+        gathers each rank's hidden state; each rank's random state is kept), rank 0 alone writes,
+        and no rank goes on until the file is written (the ranks may read it back, see
+        _final_evaluations)."""
+        data = self.task.data_state()
+        rng = self.ranks.gather(_rng_state(self.device))
+        if self.ranks.is_writer:
+            fields = self.task.checkpoint_fields()
+            resume = {"optimizer": self.optimizer.state_dict(), "data": data, "rng": rng[0]}
+            if self.ranks.parallel:
+                resume["rng_ranks"] = rng
+            checkpoint = Checkpoint(
+                task=fields["task"],
+                metadata={k: v for k, v in fields.items() if k != "task"},
+                model_state=self.model.state_dict(),
+                # launch: the torchrun launch that wrote it, which a restarted worker resumes (runs.py)
+                training={"config": asdict(self.config), "state": asdict(self.state), "launch": launch_id()},
+                resume=resume,
+            )
+            started = time.perf_counter()
+            self._write(checkpoint, name)
+            self._save_seconds = time.perf_counter() - started
+        self.ranks.barrier()
 
     def _write(self, checkpoint: Checkpoint, name: str) -> None:
         """Save a checkpoint into the run folder; a failed save (atomic: the file it would replace

@@ -17,6 +17,7 @@ import torch
 from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_for_inference
 from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches, pad_batch
+from ..distributed import Ranks, launched_in_parallel
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..events import TrainingEvent, WarningEvent
@@ -220,7 +221,7 @@ class ClassificationTask:
         self.data = data
         self.data_paths = data_paths
         self.pretraining = pretraining  # the language-model pretraining's settings, for the record
-        self.batches = BucketedBatches(train.lengths(), data.batch_size, seed=seed)
+        self.batches = BucketedBatches(train.lengths(), data.batch_size, seed=seed, ranks=Ranks.current())
         self.steps_per_epoch = self.batches.batches_per_epoch
 
     def training_loss(self, model, device):
@@ -303,7 +304,7 @@ class PretrainingTask:
     def __init__(self, model: EncoderLanguageModel, train_ids, val_ids, *, batch_size: int, seed: int):
         self.model = model
         self.train_ids, self.val_ids = train_ids, val_ids
-        self.batches = BucketedBatches([len(ids) for ids in train_ids], batch_size, seed=seed)
+        self.batches = BucketedBatches([len(ids) for ids in train_ids], batch_size, seed=seed, ranks=Ranks.current())
         self.steps_per_epoch = self.batches.batches_per_epoch
 
     def training_loss(self, model, device):
@@ -335,7 +336,10 @@ def pretrain_encoder(model: Classifier, train_ids, val_ids, *, data: Classificat
     """Train the classifier's embedding and encoder as a language model (EncoderLanguageModel),
     then keep the weights of its best validation loss in the classifier. The pretraining run's
     checkpoints and log go to run_dir."""
-    claim_run_dir(run_dir, overwrite=True)  # an earlier, unfinished pretraining of this run
+    ranks = Ranks.current()
+    if ranks.is_writer:
+        claim_run_dir(run_dir, overwrite=True)  # an earlier, unfinished pretraining of this run
+    ranks.barrier()
     language_model = EncoderLanguageModel(model)
     task = PretrainingTask(language_model, train_ids, val_ids, batch_size=data.batch_size, seed=pretrain.seed)
     result = Trainer(task, pretrain, run_dir, device=device, amp_dtype=amp_dtype, on_event=on_event).run()
@@ -422,8 +426,9 @@ class ClassifierRecipe:
         check_model_options(self.model_config, self.pretrain)
 
     @property
-    def data_file(self) -> str:
-        return self.data_paths[0]  # rt-polarity.pos and rt-polarity.neg train into checkpoints/rt-polarity/
+    def data_file(self) -> str | None:
+        # rt-polarity.pos and rt-polarity.neg train into checkpoints/rt-polarity/; None: no data given
+        return self.data_paths[0] if self.data_paths else None
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         data = self.data
@@ -580,6 +585,9 @@ def cross_validate(
 
     The fold models go to run_dir/fold-N when run_dir is given, else to a temporary folder.
     """
+    if launched_in_parallel():
+        # Its folds are small runs, scored and printed one by one: nothing to share between ranks.
+        raise UsageError("classify cv runs on one process; run it without torchrun")
     data = data or ClassificationDataConfig()
     data.validate()
     check_model_options(model_config, pretrain)

@@ -17,6 +17,7 @@ import torch
 from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_for_inference
 from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches
+from ..distributed import Ranks
 from ..devices import resolve_device
 from ..errors import CharrnnError, UsageError
 from ..runs import PreparedRun, RunPlace, train_task
@@ -141,7 +142,13 @@ class ForecastTask:
         # The validation windows, cut once: calibrate and evaluate both read them at every evaluation.
         self.val_inputs, _ = windows_at(prepared.z, self.val_origins, config.window, prepared.scaler.scale)
         self.val_targets = torch.from_numpy(targets_at(prepared.z, self.val_origins, config.horizon, prepared.scaler.scale))
-        self.batches = BucketedBatches([1] * len(origins), min(data.batch_size, len(origins)), seed=seed)
+        ranks = Ranks.current()
+        batch_size = min(data.batch_size, len(origins))
+        if ranks.parallel and batch_size < data.batch_size:
+            # A series with fewer windows than a batch: the batch all of them (as on one process),
+            # less the few that would not divide among the ranks.
+            batch_size = max(ranks.world_size, batch_size - batch_size % ranks.world_size)
+        self.batches = BucketedBatches([1] * len(origins), batch_size, seed=seed, ranks=ranks)
         self.steps_per_epoch = self.batches.batches_per_epoch
 
     def training_loss(self, model, device):

@@ -30,6 +30,7 @@ from ..data import (
     validation_windows,
 )
 from ..devices import autocast, resolve_device
+from ..distributed import Ranks
 from ..errors import CharrnnError, UsageError
 from ..numbers import check_seed
 from ..runs import OneFileRecipe, PreparedRun, RunPlace, train_task
@@ -91,7 +92,10 @@ class LanguageModelTask:
         self.corpus_path = corpus_path  # absolute; None for stdin. Lets --resume find it again.
         self.tokens = tokens
         self.val_start = split_point(len(tokens), data.val_frac)
-        self.batches = StreamBatches(tokens, data.batch_size, data.seq_len, end=self.val_start)
+        # Under torchrun each rank reads its own streams: B streams on one process are B/N on each of N.
+        self.ranks = Ranks.current()
+        self.batches = StreamBatches(tokens, data.batch_size, data.seq_len, end=self.val_start,
+                                     rows=self.ranks.share(data.batch_size, "--batch-size"))
         if len(tokens) - self.val_start < 2:
             raise CharrnnError("corpus too short for a validation split; use a longer corpus or a larger --val-frac")
         self.steps_per_epoch = self.batches.windows_per_epoch
@@ -122,23 +126,41 @@ class LanguageModelTask:
     def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
         """Nats per token over the validation split, read as eval_streams parallel streams with the
         state carried. With max_tokens, only the first windows of every stream, about max_tokens
-        tokens in all: the same tokens every time, so partial figures compare with each other."""
-        total_nats = 0.0
-        total_tokens = 0
+        tokens in all: the same tokens every time, so partial figures compare with each other.
+
+        Under torchrun each rank scores its part of the streams (the tail, which continues the last
+        stream, by that stream's rank), and the sums of nats and tokens are added up across ranks:
+        the figure one process would get."""
+        nats_scored, tokens_scored = 0.0, 0  # by this rank
+        tokens_read = 0  # by all ranks: where a partial evaluation stops
         state = None
+        streams = mine = None
         window = max(self.data.seq_len, 256)
         for x, y in validation_windows(self.tokens, self.val_start, len(self.tokens), self.data.eval_streams, window):
-            if max_tokens is not None and total_tokens >= max_tokens:
+            if max_tokens is not None and tokens_read >= max_tokens:
                 break
-            x, y = x.to(device), y.to(device)
+            tokens_read += y.numel()
+            if streams is None:
+                streams = x.shape[0]
+                mine = self.ranks.part(streams)
+            if x.shape[0] == streams:
+                rows = slice(mine.start, mine.stop)
+            elif streams - 1 in mine:  # the one-row tail continues the last stream
+                rows = slice(0, 1)
+            else:
+                continue
+            if rows.start == rows.stop:
+                continue  # more ranks than streams: none of them are this rank's
+            x, y = x[rows].to(device), y[rows].to(device)
             if state is None:
                 state = model.init_state(x.shape[0], device)
-            elif x.shape[0] != state[0].shape[1]:  # the one-row tail continues the last stream
+            elif x.shape[0] != state[0].shape[1]:  # the tail: the state of this rank's last stream
                 state = tuple(part[:, -1:] for part in state)
             logits, state, _ = model(x, state)
             nats = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
-            total_nats += float(nats)
-            total_tokens += y.numel()
+            nats_scored += float(nats)
+            tokens_scored += y.numel()
+        total_nats, total_tokens = self.ranks.sum([nats_scored, tokens_scored])
         val_loss = total_nats / total_tokens
         all_tokens = len(self.tokens) - self.val_start - 1
         chars = self._val_chars * total_tokens / max(1, all_tokens)
@@ -150,16 +172,19 @@ class LanguageModelTask:
         }
 
     def data_state(self) -> dict:
+        # Every stream's state, gathered from the ranks that read them: the same checkpoint as one
+        # process writes, which resumes on any number of ranks that divides the batch.
         return {
             "position": self.batches.position,
-            "hidden": [t.detach().cpu() for t in self.state] if self.state is not None else None,
+            "hidden": [self.ranks.gather_rows(t.detach(), dim=1).cpu() for t in self.state] if self.state is not None else None,
         }
 
     def load_data_state(self, state: dict) -> None:
         self.batches.position = int(state["position"])
         hidden = state.get("hidden")
         device = next(self.model.parameters()).device
-        self.state = tuple(t.to(device) for t in hidden) if hidden is not None else None
+        rows = self.batches.rows
+        self.state = tuple(t[:, rows.start : rows.stop].to(device) for t in hidden) if hidden is not None else None
 
     def checkpoint_fields(self) -> dict:
         return {
@@ -226,10 +251,13 @@ class LanguageModelRecipe(OneFileRecipe):
             started = time.perf_counter()
             # The timing builds and steps models of its own: the random state is put back after
             # it, so the model built next starts from the seed whatever the timing drew.
+            # Under torchrun, rank 0 times the steps and every rank takes its choice.
+            ranks = Ranks.current()
             with torch.random.fork_rng(devices=[place.device] if place.device.type == "cuda" else []):
-                settings = fit_settings_to_machine(model_config, data, train, dropout=model_config.get("dropout"),
-                                                   train_tokens=split_point(len(tokens), data.val_frac),
-                                                   device=place.device, amp_dtype=place.amp_dtype)
+                settings = ranks.from_writer(lambda: fit_settings_to_machine(
+                    model_config, data, train, dropout=model_config.get("dropout"),
+                    train_tokens=split_point(len(tokens), data.val_frac), device=place.device,
+                    amp_dtype=place.amp_dtype, processes=ranks.world_size))
             probe_seconds = time.perf_counter() - started
             data = replace(data, batch_size=settings.batch_size, seq_len=settings.seq_len)
             train = replace(train, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
@@ -261,19 +289,24 @@ class LanguageModelRecipe(OneFileRecipe):
 
 def fit_settings_to_machine(model_config: dict, data: LanguageDataConfig, train: TrainConfig, *,
                             dropout: float | None, train_tokens: int, device: torch.device,
-                            amp_dtype: torch.dtype | None) -> Settings:
+                            amp_dtype: torch.dtype | None, processes: int = 1) -> Settings:
     """Time training steps of a model like the one to train (model_config, with the dropout
     given, else none) at candidate batch shapes (random tokens: the cost does not depend on
     them), then choose the settings left unset (None) from those costs. When the run gets
     dropout it was not given, the chosen shape is timed again with and without it, so the run is
-    planned at the cost of the steps it will take."""
+    planned at the cost of the steps it will take.
+
+    With several processes training together (torchrun), a batch of B costs what this process's
+    share of it does (B / processes rows, the gradients' all-reduce aside), so larger global
+    batches become affordable as processes are added; a chosen batch divides among them."""
     if device.type == "cpu":
         keep_freed_memory()  # time the steps the run will take (see allocator.py)
     timers = [0.0]  # seconds spent timing
 
     def step_timer(model_dropout: float) -> Callable[[int, int], float]:
         probe = LanguageModel(LanguageModelConfig(**{**model_config, "dropout": model_dropout})).to(device).train()
-        return _step_timer(probe, train, device, amp_dtype, spent=timers)
+        time_share = _step_timer(probe, train, device, amp_dtype, spent=timers)
+        return lambda batch_size, seq_len: time_share(math.ceil(batch_size / processes), seq_len)
 
     # Batches too large for the corpus to give every stream one window are not tried.
     largest = max(1, train_tokens // ((data.seq_len or SEQ_LEN) + 1))
@@ -295,6 +328,8 @@ def fit_settings_to_machine(model_config: dict, data: LanguageDataConfig, train:
         shape = (settings.batch_size, settings.seq_len)
         slowdown = step_timer(settings.dropout)(*shape) / step_timer(0.0)(*shape)
         settings = choose(dropout_slowdown=max(1.0, slowdown))
+    if data.batch_size is None and settings.batch_size % processes:
+        settings = replace(settings, batch_size=processes * math.ceil(settings.batch_size / processes))
     return settings
 
 

@@ -15,6 +15,7 @@ import torch
 from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_for_inference
 from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
+from ..distributed import Ranks
 from ..devices import resolve_device
 from ..errors import CharrnnError, UsageError
 from ..normalise import as_written_sentence, learn_casing
@@ -143,7 +144,8 @@ class TranslationTask:
         self.data = data
         self.corpus_path = corpus_path
         self.corpus_name = corpus_name
-        self.batches = BucketedBatches([len(s) for s, _ in train_pairs], data.batch_size, seed=seed)
+        self.ranks = Ranks.current()  # under torchrun: this process's share of the batches and evaluation
+        self.batches = BucketedBatches([len(s) for s, _ in train_pairs], data.batch_size, seed=seed, ranks=self.ranks)
         self.steps_per_epoch = self.batches.batches_per_epoch
 
     def training_loss(self, model, device):
@@ -153,15 +155,18 @@ class TranslationTask:
         return loss, int((target_out != PAD).sum())
 
     def evaluate(self, model, device, max_tokens: int | None = None) -> dict[str, float]:
-        # Scores all of its validation data whatever max_tokens says (small enough to).
+        # Scores all of its validation data whatever max_tokens says (small enough to). Under
+        # torchrun each rank scores its part of the batches, and the sums are added up.
         total, count = 0.0, 0
-        for start in range(0, len(self.dev_pairs), 128):
+        starts = range(0, len(self.dev_pairs), 128)
+        for start in (starts[i] for i in self.ranks.part(len(starts))):
             pairs = self.dev_pairs[start : start + 128]
             source, lengths, target_in, target_out = make_training_batch(pairs, device)
             logits, _ = model(source, lengths, target_in)
             total += float(torch.nn.functional.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), target_out.reshape(-1), ignore_index=PAD, reduction="sum"))
             count += int((target_out != PAD).sum())
+        total, count = self.ranks.sum([total, count])
         val_loss = total / max(1, count)
         return {"val_loss": val_loss, "val_ppl": float(torch.tensor(min(val_loss, 50.0)).exp())}
 
