@@ -93,6 +93,8 @@ def all_reduce_seconds(rank: int, sizes: list[int], port: int, results) -> None:
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    for _ in range(5):
+        dist.all_reduce(torch.ones(max(sizes)))  # the connection's first transfers are slow
     for size in sizes:
         tensor = torch.ones(size)
         seconds = []
