@@ -111,7 +111,10 @@ def train_task(recipe: TaskRecipe, *, train: TrainConfig | None = None, run_dir:
     The run folder is checked writable before any data is read (see train.check_run_dir). A
     resumed run that has already finished trains nothing and writes nothing (see Trainer.run).
     Ctrl-C before the first training step raises a one-line Interrupted error (exit code 130), as
-    Ctrl-C during training exits 130 (the Trainer turns that one into a saved, resumable stop)."""
+    Ctrl-C during training exits 130 (the Trainer turns that one into a saved, resumable stop).
+
+    Launched by torchrun, the run joins the launcher's process group for its length (see
+    distributed.process_group), and a worker that torchrun restarted resumes its launch's run."""
     torch_device = resolve_device(device)
     with process_group(torch_device) as torch_device:
         ranks = Ranks.current()

@@ -5,7 +5,8 @@ folder's fault tolerance: checked writable before training, cleared of what a ki
 and its log made to agree with the checkpoint a run resumes from.
 
 A task supplies the model, its own batches and an evaluation; the loop reports through events,
-and only the CLI draws progress."""
+and only the CLI draws progress. Under torchrun (see distributed.py) the same loop runs on every
+rank: DDP keeps the gradients in step, rank 0 writes, and the ranks agree after each step."""
 
 from __future__ import annotations
 
