@@ -14,6 +14,7 @@ import typer
 from . import __version__
 from .classify.cli import classify_app
 from .cli_support import CONTEXT
+from .embed_command import embed
 from .errors import CharrnnError, UsageError
 from .forecast.cli import forecast_app
 from .language.cli import sample, train
@@ -36,6 +37,7 @@ app.command(context_settings=CONTEXT)(train)
 app.command(context_settings=CONTEXT)(sample)
 app.command(context_settings=CONTEXT)(runs)
 app.command(context_settings=CONTEXT)(plot)
+app.command(context_settings=CONTEXT)(embed)
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(translate_app, name="translate")
 app.add_typer(classify_app, name="classify")

@@ -18,6 +18,7 @@ from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_f
 from ..corpora import data_notes, locate_data_file, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..distributed import Ranks, launched_in_parallel
+from ..embedding import Embedder, in_length_order
 from ..devices import resolve_device
 from ..errors import UsageError
 from ..events import TrainingEvent, WarningEvent
@@ -494,6 +495,27 @@ def load_classifier(checkpoint: str | Path, device: str = "auto") -> tuple[Class
         ClassificationDataConfig.from_checkpoint(saved)  # read by every use: a damaged one fails here
         model = restore_for_inference(Classifier(ClassifierConfig(**saved.metadata["model_config"])), saved, target)
         return model, Vocab.from_dict(saved.metadata["vocab"]), list(saved.metadata["label_names"]), saved
+
+
+def load_embedder(checkpoint: str | Path, *, device: str = "auto", batch_size: int = EVAL_BATCH) -> Embedder:
+    """The classifier's sentence vectors: its bidirectional layer pooled as for classifying
+    (max, mean or attention), before the output layer; the n-gram channel has no vector."""
+    model, vocab, _, saved = load_classifier(checkpoint, device)
+    data = ClassificationDataConfig.from_checkpoint(saved)
+    target = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def vectors_of(texts: Sequence[str]) -> torch.Tensor:
+        encoded = EncodedTexts.of([text.strip() for text in texts], vocab, model.config, data)
+
+        def run(chunk: list[int]) -> torch.Tensor:
+            inputs = encoded.batch(chunk, target, with_ngrams=False)
+            return model.encode(inputs["tokens"], inputs["lengths"])
+
+        return in_length_order(encoded.lengths(), batch_size, run, dimension)
+
+    dimension = 2 * model.config.hidden_size  # both directions
+    return Embedder(TASK, dimension, vectors_of)
 
 
 @dataclass

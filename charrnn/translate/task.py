@@ -16,6 +16,7 @@ from ..checkpoint import Checkpoint, load_checkpoint, rebuilding_from, restore_f
 from ..corpora import data_notes, recorded_data_file
 from ..data import BucketedBatches, pad_batch
 from ..distributed import Ranks
+from ..embedding import Embedder, in_length_order, masked_mean
 from ..devices import resolve_device
 from ..errors import CharrnnError, UsageError
 from ..normalise import as_written_sentence, learn_casing
@@ -291,6 +292,27 @@ def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Trans
         TranslationDataConfig.from_checkpoint(saved)  # read by every use: a damaged one fails here
         model = restore_for_inference(Translator(TranslatorConfig(**saved.metadata["model_config"])), saved, target)
         return model, Vocab.from_dict(saved.metadata["source_vocab"]), Vocab.from_dict(saved.metadata["target_vocab"]), saved
+
+
+def load_embedder(checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64) -> Embedder:
+    """The translator's sentence vectors: its encoder's states (both directions of the top layer)
+    averaged over the source's tokens, the source read as translating reads it."""
+    model, source_vocab, _, saved = load_translator(checkpoint, device)
+    data = TranslationDataConfig.from_checkpoint(saved)
+    target = next(model.parameters()).device
+
+    @torch.inference_mode()
+    def vectors_of(texts: Sequence[str]) -> torch.Tensor:
+        read = [as_written_sentence(text, data.source_casing) if data.written_sources else text.strip() for text in texts]
+        ids = [source_vocab.encode(text, unknown_id=UNK) for text in read]
+
+        def run(chunk: list[int]) -> torch.Tensor:
+            source, lengths = pad_batch([ids[i] for i in chunk], PAD, target)
+            return masked_mean(model.encode(source, lengths).memory, lengths)
+
+        return in_length_order([len(i) for i in ids], batch_size, run, model.config.hidden_size)
+
+    return Embedder(TASK, model.config.hidden_size, vectors_of)
 
 
 # The default output cap grows with the input (twice it, plus 10 tokens) up to this: a model
