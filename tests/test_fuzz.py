@@ -802,7 +802,8 @@ def test_prime_files(models, bundled, content):
 
 @fuzz(2)
 @given(command=st.sampled_from([["translate", "-c", "tr"], ["translate", "-c", "spa-eng", "--max-len", "20"],
-                                ["classify", "-c", "cl"], ["classify", "-c", "sentiment"]]),
+                                ["classify", "-c", "cl"], ["classify", "-c", "sentiment"], ["embed", "-c", "tr"],
+                                ["embed", "-c", "cl"]]),
        texts=st.lists(ODD_TEXT, min_size=1, max_size=4), as_json=st.booleans())
 def test_text_arguments(models, command, texts, as_json):
     with models.workdir("tr", "cl"):
@@ -810,11 +811,23 @@ def test_text_arguments(models, command, texts, as_json):
 
 
 @fuzz(2)
-@given(command=st.sampled_from([["translate", "-c", "tr"], ["classify", "-c", "cl"], ["classify", "-c", "sentiment"]]),
+@given(command=st.sampled_from([["translate", "-c", "tr"], ["classify", "-c", "cl"], ["classify", "-c", "sentiment"],
+                                ["embed", "-c", "cl"], ["embed", "-c", "tr", "--npy", "v.npy"]]),
        stdin=FILE_BYTES, encoding=st.one_of(st.just([]), TEXT_ENCODINGS.map(lambda e: ["--encoding", e])))
 def test_stdin_bytes(models, command, stdin, encoding):
     with models.workdir("tr", "cl"):
         run_cli([*command, *encoding], stdin=stdin)
+
+
+@fuzz(1)
+@given(content=FILE_BYTES, k=st.sampled_from(["1", "3", "0", "-2", "nan", "1e9"]), as_json=st.booleans(),
+       encoding=st.one_of(st.just([]), TEXT_ENCODINGS.map(lambda e: ["--encoding", e])))
+def test_nearest_file_bytes(models, content, k, as_json, encoding):
+    with models.workdir("cl"):
+        Path("search.txt").write_bytes(content)
+        outcome = run_cli(["embed", "-c", "cl", "--nearest", "search.txt", "-k", k, *encoding,
+                           *(["--json"] if as_json else []), "--", "pizza great", ""])
+        check_number_refusal(["-k", k], outcome)
 
 
 @fuzz(1.5)
