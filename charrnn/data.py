@@ -334,10 +334,14 @@ class BucketedBatches:
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
         B = self.batch_size
+        # The examples that do not fill a batch are set aside before sorting, so they are a random
+        # few each epoch. Set aside after sorting, they were the longest of the last window every
+        # epoch: on data smaller than a window, the same longest texts were never trained on.
+        order = order[: len(order) // B * B]
         batches = []
         # Sorting only within windows keeps the epoch's order random while batches pad little.
         window = self.WINDOW_BATCHES * B
-        for start in range(0, len(order) - B + 1, window):
+        for start in range(0, len(order), window):
             chunk = sorted(order[start : start + window], key=self.lengths.__getitem__)
             batches.extend(chunk[k : k + B] for k in range(0, len(chunk) - B + 1, B))
         rng.shuffle(batches)

@@ -127,6 +127,17 @@ def test_bucketed_batches_cover_an_epoch_with_little_padding_and_resume_exactly(
         BucketedBatches([3, 4], 10, seed=0)
 
 
+def test_every_example_is_trained_on_even_when_the_data_is_smaller_than_a_window():
+    # 100 examples in batches of 64: one batch an epoch, and 36 set aside each epoch. They must be
+    # a random 36, not the longest: taken after sorting by length, the longest never came.
+    lengths = list(range(1, 101))
+    batches = BucketedBatches(lengths, 64, seed=0)
+    drawn = set()
+    for _ in range(20):
+        drawn.update(batches.next())
+    assert drawn == set(range(100))
+
+
 def test_pad_batch():
     padded, lengths = pad_batch([[5, 6, 7], [8]], pad_id=1)
     assert padded.tolist() == [[5, 6, 7], [8, 1, 1]] and lengths.tolist() == [3, 1]
