@@ -59,15 +59,23 @@ def greedy_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id:
                   no_repeat_ngram: int = 0) -> list[Hypothesis]:
     """The most likely token at every step, for a batch of sentences at once; with
     no_repeat_ngram, never one that repeats an n-gram of that many tokens."""
-    encoded = model.encode(source, lengths)
+    return greedy_decode(model, model.encode(source, lengths), bos_id=bos_id, eos_id=eos_id, max_len=max_len,
+                         no_repeat_ngram=no_repeat_ngram)
+
+
+@torch.inference_mode()
+def greedy_decode(model, encoded, *, bos_id: int, eos_id: int, max_len: int, no_repeat_ngram: int = 0) -> list[Hypothesis]:
+    """greedy_search from what the encoder gave (or what stands in for it: an autoencoder's
+    vectors decoded as its encoder's would be)."""
     keys = model.keys(encoded)
     state = encoded.state
-    B = source.shape[0]
-    tokens = torch.full((B,), bos_id, dtype=torch.long, device=source.device)
+    B = encoded.memory.shape[0]
+    device = encoded.memory.device
+    tokens = torch.full((B,), bos_id, dtype=torch.long, device=device)
     outputs = [[] for _ in range(B)]
-    scores = torch.zeros(B, device=source.device)
-    finished = torch.zeros(B, dtype=torch.bool, device=source.device)
-    history = torch.zeros(B, 0, dtype=torch.long, device=source.device)
+    scores = torch.zeros(B, device=device)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    history = torch.zeros(B, 0, dtype=torch.long, device=device)
     for _ in range(max_len):
         logits, state, _ = model.decode(tokens.unsqueeze(1), encoded, state, keys)
         log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (B, V)
@@ -94,11 +102,18 @@ def beam_search(model, source: torch.Tensor, lengths: torch.Tensor, *, bos_id: i
     With no_repeat_ngram, no hypothesis repeats an n-gram of that many tokens. With beam_size 1
     this is greedy search.
     """
+    return beam_decode(model, model.encode(source, lengths), bos_id=bos_id, eos_id=eos_id, max_len=max_len,
+                       beam_size=beam_size, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram)
+
+
+@torch.inference_mode()
+def beam_decode(model, encoded, *, bos_id: int, eos_id: int, max_len: int, beam_size: int = 5,
+                length_penalty: float = 1.0, no_repeat_ngram: int = 0) -> list[Hypothesis]:
+    """beam_search from what the encoder gave (see greedy_decode)."""
     K = beam_size
-    encoded = model.encode(source, lengths)
     keys = model.keys(encoded)
-    B = source.shape[0]
-    device = source.device
+    B = encoded.memory.shape[0]
+    device = encoded.memory.device
     encoded, keys, state = _expand(encoded, keys, encoded.state, K)
     tokens = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
     # Only the first beam is live at the start; the others would repeat it.

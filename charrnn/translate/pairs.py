@@ -25,7 +25,7 @@ class PairFile:
     bad_lines: list[int] = field(default_factory=list)
 
 
-def _open_text(path: Path, encoding: str):
+def open_text(path: Path, encoding: str):
     """Open a plain or gzip-compressed text file, told apart by its first bytes, not its name."""
     with open(path, "rb") as probe:
         compressed = probe.read(2) == GZIP_MAGIC
@@ -48,7 +48,7 @@ def read_pairs(path: str | Path, *, reverse: bool = False, skip_bad: bool = Fals
     pairs: list[tuple[str, str]] = []
     bad: list[int] = []
     try:
-        with _open_text(path, encoding) as handle:
+        with open_text(path, encoding) as handle:
             for number, line in enumerate(handle, start=1):
                 line = line.rstrip("\r\n")
                 if not line.strip():
