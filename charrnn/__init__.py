@@ -52,6 +52,10 @@ _PUBLIC = {
     "load_forecaster": "forecast.task",
     "forecast_next": "forecast.task",
     "backtest": "forecast.backtest",
+    "AutoencoderDataConfig": "autoencode.task",
+    "train_autoencoder": "autoencode.task",
+    "load_autoencoder": "autoencode.task",
+    "load_embedder": "embedding",
 }
 
 __all__ = ["__version__", *_PUBLIC]

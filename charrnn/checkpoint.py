@@ -204,7 +204,7 @@ def load_checkpoint(path: str | Path, *, task: str | None = None) -> Checkpoint:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CharrnnError(f"checkpoint {path} has format version {version}; this charrnn reads up to {FORMAT_VERSION}, so upgrade charrnn")
     if task is not None and payload.get("task") != task:
-        raise CharrnnError(f"checkpoint {path} is a {payload.get('task')} model, not a {task} model")
+        raise CharrnnError(f"checkpoint {path} holds {_a(payload.get('task'))}, not {_a(task)}")
     with rebuilding_from(path):
         checkpoint = Checkpoint.from_stored(payload)
     _check_parts(checkpoint, path)
@@ -283,3 +283,9 @@ def restore_for_inference(model: torch.nn.Module, checkpoint: Checkpoint, device
         if isinstance(module, torch.nn.RNNBase):
             module.flatten_parameters()
     return model
+
+
+def _a(task) -> str:
+    """A task's name with its article, in words: "a translator", "an autoencoder", "a language model"."""
+    words = str(task).replace("_", " ")
+    return f"{'an' if words[:1] in 'aeiou' and words else 'a'} {words}"

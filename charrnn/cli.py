@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
+from .autoencode.cli import autoencode_app
 from .classify.cli import classify_app
 from .cli_support import CONTEXT
 from .embed_command import embed
@@ -42,6 +43,7 @@ app.add_typer(corpus_app, name="corpus")
 app.add_typer(translate_app, name="translate")
 app.add_typer(classify_app, name="classify")
 app.add_typer(forecast_app, name="forecast")
+app.add_typer(autoencode_app, name="autoencode")
 
 
 def _version(value: bool):

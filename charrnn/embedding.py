@@ -20,6 +20,7 @@ from .errors import UsageError
 EMBEDDERS = {
     "classifier": ("charrnn.classify.task", "load_embedder"),
     "translator": ("charrnn.translate.task", "load_embedder"),
+    "autoencoder": ("charrnn.autoencode.task", "load_embedder"),
 }
 BATCH_SIZE = 64
 

@@ -1,5 +1,5 @@
 """The tasks, each found here by the name its checkpoints carry. A task's whole code is one folder
-beside the shared core (language/, translate/, classify/, forecast/: its task, model, commands and helpers);
+beside the shared core (language/, translate/, classify/, forecast/, autoencode/: its task, model, commands and helpers);
 adding a task is adding its folder and a line to TASKS."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ TASKS = {
     "classifier": ("charrnn.classify.task", "ClassificationTask"),
     "classifier_pretraining": ("charrnn.classify.task", "PretrainingTask"),
     "forecaster": ("charrnn.forecast.task", "ForecastTask"),
+    "autoencoder": ("charrnn.autoencode.task", "AutoencoderTask"),
 }
 
 

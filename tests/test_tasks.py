@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from charrnn.autoencode.task import AutoencoderDataConfig, train_autoencoder
 from charrnn.events import StepEvent
 from charrnn.classify.task import ClassificationDataConfig, train_classifier
 from charrnn.forecast.task import ForecastDataConfig, train_forecaster
@@ -52,12 +53,21 @@ def forecaster(root):
                                           data=ForecastDataConfig(batch_size=16), **run)
 
 
+def autoencoder(root):
+    rng = random.Random(4)
+    words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 5))) for _ in range(400)]
+    (root / "sentences.txt").write_text("".join(f"{w} {w[::-1]}.\n" for w in words))
+    # Word dropout and denoising on: their draws must come back on resume too.
+    return lambda **run: train_autoencoder(str(root / "sentences.txt"), model_config=dict(embedding_size=16, hidden_size=16, dropout=0.1),
+                                           data=AutoencoderDataConfig(batch_size=16, test_size=20, dev_size=20, noise=0.1), **run)
+
+
 def step_losses(run_dir):
     events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     return {e["step"]: e["loss"] for e in events if e["event"] == "step"}
 
 
-@pytest.mark.parametrize("task", [language_model, translator, classifier, forecaster])
+@pytest.mark.parametrize("task", [language_model, translator, classifier, forecaster, autoencoder])
 def test_new_run_ctrl_c_resume_and_info(task, tmp_path):
     train = task(tmp_path)
     options = dict(device="cpu", precision="fp32")

@@ -1,0 +1,1 @@
+"""The sequence autoencoder task: `charrnn autoencode` (train, interpolate, reconstruct, eval)."""
