@@ -37,7 +37,8 @@ def trained(tmp_path_factory):
 
 
 def test_it_learns_to_write_its_sentences_back_from_the_vectors_alone(trained):
-    model, vocab, _ = load_autoencoder(trained / "run" / "last.pt", device="cpu")
+    model, vocab, saved = load_autoencoder(trained / "run" / "last.pt", device="cpu")
+    assert "vocab" in saved.metadata and not {"source_vocab", "target_vocab"} & set(saved.metadata)  # one vocabulary
     train = [s for s, _ in split_sentences(read_sentences(trained / "sentences.txt", DATA), DATA).train]
     assert len(train) == 14 and len(set(train)) == 14
     written = reconstruct(model, vocab, train)

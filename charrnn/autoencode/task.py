@@ -29,7 +29,7 @@ from ..train import TrainConfig, TrainResult
 from ..translate.decoding import beam_decode, greedy_decode
 from ..translate.model import EncoderOutput, Translator, TranslatorConfig
 from ..translate.pairs import PairSplit, open_text, split_pairs
-from ..translate.task import BOS, EOS, PAD, UNK, TranslationTask
+from ..translate.task import BOS, EOS, PAD, UNK, TranslationTask, mean_encoder_states
 from ..vocab import SEQ2SEQ_SPECIALS, Vocab
 
 TASK = "autoencoder"
@@ -113,8 +113,9 @@ class AutoencoderTask(TranslationTask):
 
     def checkpoint_fields(self) -> dict:
         fields = super().checkpoint_fields()
-        fields.pop("source_vocab")
-        return {**fields, "task": TASK, "vocab": fields.pop("target_vocab")}
+        del fields["source_vocab"]  # the same as the target's: kept once, as "vocab"
+        vocab = fields.pop("target_vocab")
+        return {**fields, "task": TASK, "vocab": vocab}
 
 
 def _dropped(tokens: list[int], share: float) -> list[int]:
@@ -247,8 +248,14 @@ def interpolate(model: Translator, vocab: Vocab, first: str, last: str, *, steps
 
 
 def load_embedder(checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64) -> Embedder:
+    """The autoencoder's vectors for search: its encoder's states averaged over the sentence, as
+    the translator's are. They found paraphrases better than the vector the decoder starts from
+    (dev sentences of spa-eng: 71.5% against 58.5% top-1; README), which is what interpolate
+    walks and sentence_vectors gives."""
     model, vocab, _ = load_autoencoder(checkpoint, device)
-    return Embedder(TASK, vector_size(model), lambda texts: sentence_vectors(model, vocab, texts, batch_size=batch_size))
+    return Embedder(TASK, model.config.hidden_size,
+                    lambda texts: mean_encoder_states(model, [vocab.encode(t.strip(), unknown_id=UNK) or [UNK] for t in texts],
+                                                      batch_size))
 
 
 @dataclass

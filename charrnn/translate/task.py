@@ -295,24 +295,29 @@ def load_translator(checkpoint: str | Path, device: str = "auto") -> tuple[Trans
 
 
 def load_embedder(checkpoint: str | Path, *, device: str = "auto", batch_size: int = 64) -> Embedder:
-    """The translator's sentence vectors: its encoder's states (both directions of the top layer)
-    averaged over the source's tokens, the source read as translating reads it."""
+    """The translator's sentence vectors: its encoder's states averaged over the source (see
+    mean_encoder_states), the source read as translating reads it."""
     model, source_vocab, _, saved = load_translator(checkpoint, device)
     data = TranslationDataConfig.from_checkpoint(saved)
-    target = next(model.parameters()).device
 
-    @torch.inference_mode()
     def vectors_of(texts: Sequence[str]) -> torch.Tensor:
         read = [as_written_sentence(text, data.source_casing) if data.written_sources else text.strip() for text in texts]
-        ids = [source_vocab.encode(text, unknown_id=UNK) for text in read]
-
-        def run(chunk: list[int]) -> torch.Tensor:
-            source, lengths = pad_batch([ids[i] for i in chunk], PAD, target)
-            return masked_mean(model.encode(source, lengths).memory, lengths)
-
-        return in_length_order([len(i) for i in ids], batch_size, run, model.config.hidden_size)
+        return mean_encoder_states(model, [source_vocab.encode(text, unknown_id=UNK) for text in read], batch_size)
 
     return Embedder(TASK, model.config.hidden_size, vectors_of)
+
+
+@torch.inference_mode()
+def mean_encoder_states(model: Translator, ids: Sequence[Sequence[int]], batch_size: int) -> torch.Tensor:
+    """(N, H): each sentence's encoder states (both directions of the top layer) averaged over
+    its tokens, in input order."""
+    device = next(model.parameters()).device
+
+    def run(chunk: list[int]) -> torch.Tensor:
+        source, lengths = pad_batch([ids[i] for i in chunk], PAD, device)
+        return masked_mean(model.encode(source, lengths).memory, lengths)
+
+    return in_length_order([len(i) for i in ids], batch_size, run, model.config.hidden_size)
 
 
 # The default output cap grows with the input (twice it, plus 10 tokens) up to this: a model
