@@ -29,6 +29,8 @@ def embed(
     numbers a text (an empty line for an empty text), or --json, or --npy; with --nearest FILE,
     the FILE lines most similar to each text instead: similarity<TAB>line number<TAB>line, k lines
     a text, a blank line after each."""
+    import numpy as np
+
     from .embedding import load_embedder
 
     if nearest is not None and npy is not None:
@@ -44,11 +46,12 @@ def embed(
     else:
         for lines in chunks:
             for text, vector in zip(lines, embedder.embed(lines)):
+                empty = bool(np.isnan(vector).all())  # an empty line's row
                 if as_json:
-                    value = None if vector[0] != vector[0] else [round(float(x), 6) for x in vector]  # NaN: empty
+                    value = None if empty else [round(float(x), 6) for x in vector]
                     sys.stdout.write(json.dumps({"text": text, "vector": value}, ensure_ascii=False) + "\n")
                 else:
-                    sys.stdout.write(("" if vector[0] != vector[0] else " ".join(f"{x:.6g}" for x in vector)) + "\n")
+                    sys.stdout.write(("" if empty else " ".join(f"{x:.6g}" for x in vector)) + "\n")
             sys.stdout.flush()
 
 
