@@ -129,10 +129,10 @@ def autoencode_eval(
 ):
     """Reconstruction figures on the run's held-out test sentences: the share written back
     exactly, and the character error rate (edit distance over characters)."""
-    from .task import load_autoencoder, reconstruction_figures, test_sentences
+    from .task import load_autoencoder, reconstruction_figures, held_out_test_sentences
 
     model, vocab, saved = load_autoencoder(checkpoint, device=device)
-    figures = reconstruction_figures(model, vocab, test_sentences(saved, data), beam=beam)
+    figures = reconstruction_figures(model, vocab, held_out_test_sentences(saved, data), beam=beam)
     if as_json:
         print(json.dumps({"sentences": figures.sentences, "exact": figures.exact,
                           "character_error_rate": figures.character_error_rate, "beam": beam}))

@@ -273,7 +273,7 @@ def reconstruction_figures(model: Translator, vocab: Vocab, sentences: Sequence[
                           errors / max(1, sum(len(s) for s in sentences)))
 
 
-def test_sentences(checkpoint: Checkpoint, path: str | None = None) -> list[str]:
+def held_out_test_sentences(checkpoint: Checkpoint, path: str | None = None) -> list[str]:
     """The held-out test sentences of the run that made a checkpoint (its file, or path)."""
     data = AutoencoderDataConfig(**checkpoint.metadata["data_config"])
     source = locate_data_file(path or recorded_data_file(checkpoint.metadata["corpus_path"]), "sentence file")
