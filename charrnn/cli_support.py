@@ -99,10 +99,11 @@ def finish_training(result, *, quiet: bool, command: str, as_json: bool = False)
     quiet), the outcome as one JSON object on stdout (with --json), exit code 130 after Ctrl-C,
     and a one-line error if the loss diverged."""
     from .console import print_training_summary, training_outcome
-    from .distributed import writes_output
+    from .distributed import launch_command, writes_output
     from .train import StopReason
 
     writer = writes_output()  # under torchrun, rank 0 reports for all ranks
+    command = launch_command(command)  # what the resume hint repeats
     if not quiet and writer:
         print_training_summary(result, command)
     if as_json and writer:

@@ -32,6 +32,17 @@ def writes_output() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def launch_command(command: str) -> str:
+    """A command as this process was launched to run it: `charrnn train` itself, or under torchrun
+    on one machine `torchrun --standalone --nproc-per-node N -m charrnn train` (on several, with
+    the launch's own rendezvous options, which a worker cannot see)."""
+    if not launched_in_parallel():
+        return command
+    world, local = os.environ.get("WORLD_SIZE", "1"), os.environ.get("LOCAL_WORLD_SIZE", "1")
+    options = f"--standalone --nproc-per-node {local}" if world == local else "OPTIONS"
+    return f"torchrun {options} -m {command}"
+
+
 def restart_count() -> int:
     """How many times torchrun has restarted the workers of this launch (0: the first start)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))

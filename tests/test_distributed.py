@@ -213,6 +213,7 @@ def test_ctrl_c_stops_every_rank_and_saves_once(tiny_corpus, tmp_path):
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]["state"]
     assert saved["step"] == ends[0]["step"] == max(e["step"] for e in log if e["event"] == "step")
     assert err.decode().count("stopped at step") == 1
+    assert "resume with: torchrun --standalone --nproc-per-node 2 -m charrnn train --resume run" in err.decode()
 
 
 @pytest.mark.parametrize("task, command, options, step_tolerance", [
