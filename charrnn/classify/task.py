@@ -183,17 +183,15 @@ def predict_probabilities(model: Classifier, encoded: EncodedTexts, batch_size: 
     returned in input order. counted_labels: the labels of texts that are among those the
     model's n-gram counts came from (its own validation texts), to score each as unseen."""
     device = next(model.parameters()).device
-    lengths = encoded.lengths()
-    order = sorted(range(len(encoded)), key=lengths.__getitem__)
-    probabilities = torch.empty(len(encoded), model.config.num_classes)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+
+    def run(chunk: list[int]) -> torch.Tensor:
         counted = None
         if counted_labels is not None and model.config.ngram_buckets:
             counted = torch.tensor([counted_labels[i] for i in chunk], device=device)
         logits, _ = model(**encoded.batch(chunk, device), counted_labels=counted)
-        probabilities[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
-    return probabilities
+        return torch.softmax(logits.float(), dim=-1)
+
+    return in_length_order(encoded.lengths(), batch_size, run, model.config.num_classes)
 
 
 # -- training ----------------------------------------------------------------------------------
