@@ -29,8 +29,8 @@ from ..train import TrainConfig, TrainResult
 from ..translate.decoding import beam_decode, greedy_decode
 from ..translate.model import EncoderOutput, Translator, TranslatorConfig
 from ..translate.pairs import PairSplit, open_text, split_pairs
-from ..translate.task import BOS, EOS, PAD, UNK, TranslationTask, mean_encoder_states
-from ..vocab import SEQ2SEQ_SPECIALS, Vocab
+from ..translate.task import BOS, EOS, PAD, UNK, TranslationTask, mean_encoder_states, seq2seq_vocab
+from ..vocab import Vocab
 
 TASK = "autoencoder"
 TRAIN_DEFAULTS = dict(learning_rate=2e-3, min_lr_ratio=0.1, warmup_steps=100, eval_every=500, weight_decay=0.1)
@@ -150,9 +150,7 @@ class AutoencoderRecipe(OneFileRecipe):
         path = locate_data_file(self.data_file, "sentence file")
         split = split_sentences(read_sentences(path, self.data), self.data)
         place.preparing(f"building the vocabulary from {len(split.train):,} training sentences")
-        texts = [s for s, _ in split.train]
-        vocab = (Vocab.build_char("".join(texts), specials=SEQ2SEQ_SPECIALS) if self.data.tokenizer == "char"
-                 else Vocab.train_bpe(texts, self.data.vocab_size, specials=SEQ2SEQ_SPECIALS))
+        vocab = seq2seq_vocab([s for s, _ in split.train], self.data.tokenizer, self.data.vocab_size)
         model = Translator(TranslatorConfig(source_vocab_size=vocab.size, target_vocab_size=vocab.size, pad_id=PAD,
                                             **self.model_config))
         return self._prepared(model, vocab, split, self.data, path, train.with_defaults(**TRAIN_DEFAULTS))

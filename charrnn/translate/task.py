@@ -94,16 +94,18 @@ def build_vocabs(split: PairSplit, data: TranslationDataConfig) -> tuple[Vocab, 
     """Source and target vocabularies from the training pairs only (dev and test stay unseen)."""
     sources = [s for s, _ in split.train]
     targets = [t for _, t in split.train]
-
-    def build(texts: Sequence[str]) -> Vocab:
-        if data.tokenizer == "char":
-            return Vocab.build_char("".join(texts), specials=SEQ2SEQ_SPECIALS)
-        return Vocab.train_bpe(texts, data.vocab_size, specials=SEQ2SEQ_SPECIALS)
-
     if data.shared_vocab:
-        shared = build(sources + targets)
+        shared = seq2seq_vocab(sources + targets, data.tokenizer, data.vocab_size)
         return shared, shared
-    return build(sources), build(targets)
+    return seq2seq_vocab(sources, data.tokenizer, data.vocab_size), seq2seq_vocab(targets, data.tokenizer, data.vocab_size)
+
+
+def seq2seq_vocab(texts: Sequence[str], tokenizer: str, vocab_size: int) -> Vocab:
+    """A character or BPE vocabulary (of vocab_size) of texts, with the encoder-decoder's special
+    tokens (padding, unknown, start and end)."""
+    if tokenizer == "char":
+        return Vocab.build_char("".join(texts), specials=SEQ2SEQ_SPECIALS)
+    return Vocab.train_bpe(texts, vocab_size, specials=SEQ2SEQ_SPECIALS)
 
 
 def encode_pairs(pairs, source_vocab: Vocab, target_vocab: Vocab, *, max_tokens: int | None = None):
