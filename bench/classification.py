@@ -98,7 +98,7 @@ def bag_of_words_cvs(files: list[Path], folds: int) -> dict[str, dict[str, float
     from sklearn.naive_bayes import MultinomialNB
     from sklearn.pipeline import make_pipeline
 
-    from charrnn.classify.labelled import read_labelled, stratified_folds
+    from charrnn.labelled import read_labelled, stratified_folds
     from charrnn.classify.ngrams import WORD
     from charrnn.classify.task import CrossValidation
 
@@ -131,7 +131,7 @@ def bag_of_words_cvs(files: list[Path], folds: int) -> dict[str, dict[str, float
 def classification_speed(files: list[Path], checkpoint: Path) -> list[list[str]]:
     """Sentences per second classifying every rt-polarity sentence: batched (charrnn's classify)
     and one sentence at a time (the loop a script calling the model per line would run)."""
-    from charrnn.classify.labelled import read_labelled
+    from charrnn.labelled import read_labelled
     from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
 
     model, vocab, label_names, saved = load_classifier(checkpoint, device="cpu")
@@ -201,7 +201,7 @@ def cross_validation_table(files: list[Path], args, options: list[str]) -> None:
 
 def written_fold_scores(files: list[Path], folds: int, kept: Path) -> dict[str, float]:
     """Each kept fold model scored on its own held-out fold, every text rewritten by as_people_write."""
-    from charrnn.classify.labelled import read_labelled, stratified_folds
+    from charrnn.labelled import read_labelled, stratified_folds
     from charrnn.classify.task import ClassificationDataConfig, CrossValidation, evaluate_classifier, load_classifier
 
     data = read_labelled(files)
@@ -221,7 +221,7 @@ def written_fold_scores(files: list[Path], folds: int, kept: Path) -> dict[str, 
 def everyday_table(files: list[Path], args) -> None:
     """Out of domain: the everyday-reviews set scored by charrnn's classifier (trained on all of
     rt-polarity) and by the TF-IDF baseline fitted on the same texts."""
-    from charrnn.classify.labelled import read_labelled
+    from charrnn.labelled import read_labelled
     from charrnn.classify.task import ClassificationDataConfig, evaluate_classifier, load_classifier
 
     checkpoint = args.checkpoint or "sentiment"

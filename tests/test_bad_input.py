@@ -62,7 +62,7 @@ def test_text_in_another_encoding(tmp_path, command):
 
 
 def test_every_reader_checks_the_encoding(tmp_path):
-    from charrnn.classify.labelled import read_labelled
+    from charrnn.labelled import read_labelled
     from charrnn.data import iter_text_chunks
     from charrnn.errors import CharrnnError, UsageError
     from charrnn.text_encoding import check_encoding

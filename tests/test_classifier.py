@@ -8,7 +8,7 @@ import torch
 
 from charrnn.data import pad_batch
 from charrnn.events import EvalEvent
-from charrnn.classify.labelled import read_labelled
+from charrnn.labelled import read_labelled
 from charrnn.classify.model import Classifier, ClassifierConfig, EncoderLanguageModel
 from charrnn.classify.task import (
     ClassificationDataConfig,

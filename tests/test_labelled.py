@@ -4,7 +4,7 @@ and the stratified split and folds."""
 import pytest
 
 from charrnn.errors import CharrnnError
-from charrnn.classify.labelled import labels_from_file_names, read_labelled, stratified_folds, stratified_split
+from charrnn.labelled import labels_from_file_names, read_labelled, stratified_folds, stratified_split
 
 
 def test_reads_text_tab_label_with_tabs_inside_the_text(tmp_path):

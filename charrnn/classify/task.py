@@ -26,7 +26,7 @@ from ..normalise import as_spaced_lowercase
 from ..runs import PreparedRun, RunPlace, train_task
 from ..train import StopReason, Trainer, TrainConfig, TrainResult, claim_run_dir
 from ..vocab import Vocab
-from .labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
+from ..labelled import LabelledTexts, read_labelled, stratified_folds, stratified_split
 from .model import Classifier, ClassifierConfig, EncoderLanguageModel
 from .ngrams import NgramCounts, ngram_ids
 

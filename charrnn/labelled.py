@@ -1,6 +1,6 @@
-"""Labelled text for classification: reading `text<TAB>label` files or one file per class (the
-label is the file's name), with malformed lines reported by number, and the deterministic
-stratified validation split and cross-validation folds."""
+"""Labelled text, shared by the classifier and the conditional language model: reading
+`text<TAB>label` files or one file per class (the label is the file's name), with malformed lines
+reported by number, and the deterministic stratified validation split and cross-validation folds."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CharrnnError, UsageError, malformed_lines_error
-from ..text_encoding import check_encoding, not_in_encoding
+from .errors import CharrnnError, UsageError, malformed_lines_error
+from .text_encoding import check_encoding, not_in_encoding
 
 IMBALANCE_RATIO = 3.0  # the largest class this many times the smallest earns a warning
 
@@ -62,7 +62,9 @@ def labels_from_file_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def _read_lines(path: Path, encoding: str):
+def numbered_lines(path: Path, encoding: str):
+    """(line number from 1, line with its ending) of a data file, with a one-line error for a
+    missing file, a folder, an unreadable file or bytes not in the encoding."""
     check_encoding(encoding)
     if not path.exists():
         raise CharrnnError(f"data file {path} does not exist")
@@ -94,7 +96,7 @@ def read_labelled(paths: Sequence[str | Path], *, skip_bad: bool = False, encodi
     raw_labels: list[str] = []
     bad: list[int] = []
     if len(paths) == 1:
-        for number, line in _read_lines(paths[0], encoding):
+        for number, line in numbered_lines(paths[0], encoding):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -109,7 +111,7 @@ def read_labelled(paths: Sequence[str | Path], *, skip_bad: bool = False, encodi
             raise malformed_lines_error(f"data file {paths[0]}", bad, "text<TAB>label, both non-empty" + hint)
     else:
         for path, name in zip(paths, labels_from_file_names(paths)):
-            for _, line in _read_lines(path, encoding):
+            for _, line in numbered_lines(path, encoding):
                 if line.strip():
                     texts.append(line.strip())
                     raw_labels.append(name)
