@@ -27,6 +27,15 @@ def language_model(root):
                                               data=LanguageDataConfig(batch_size=4, seq_len=16), **run)
 
 
+def conditional_language_model(root):
+    rng = random.Random(5)
+    lines = [f"{rng.choice(['the cat sat.', 'a cat ran!'])}\tcat\n" if rng.random() < 0.5 else f"{rng.choice(['we saw a dog.', 'dogs ran?'])}\tdog\n"
+             for _ in range(300)]
+    (root / "labelled.tsv").write_text("".join(lines))
+    return lambda **run: train_language_model(str(root / "labelled.tsv"), model_config=dict(hidden_size=16, num_layers=1, dropout=0.1),
+                                              data=LanguageDataConfig(batch_size=4, seq_len=16, condition="label"), **run)
+
+
 def translator(root):
     rng = random.Random(1)
     words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 5))) for _ in range(600)]
@@ -67,7 +76,7 @@ def step_losses(run_dir):
     return {e["step"]: e["loss"] for e in events if e["event"] == "step"}
 
 
-@pytest.mark.parametrize("task", [language_model, translator, classifier, forecaster, autoencoder])
+@pytest.mark.parametrize("task", [language_model, conditional_language_model, translator, classifier, forecaster, autoencoder])
 def test_new_run_ctrl_c_resume_and_info(task, tmp_path):
     train = task(tmp_path)
     options = dict(device="cpu", precision="fp32")

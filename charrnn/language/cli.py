@@ -41,6 +41,12 @@ def train(
     encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.", rich_help_panel="Data")] = "utf-8",
     val_frac: Annotated[float, typer.Option(help="Fraction at the end of the corpus held out for validation.", rich_help_panel="Data")] = 0.1,
     seq_len: Annotated[Optional[int], typer.Option(help="Truncated-BPTT window length \\[default: 64].", rich_help_panel="Optimisation")] = None,
+    condition: Annotated[Optional[str], typer.Option(metavar="COLUMN", rich_help_panel="Data", help=(
+        "Train a conditional model: the corpus is tab-separated, text<TAB>label lines or a header naming its columns "
+        "(the texts in one named text), and COLUMN holds each text's label; `sample --condition LABEL` then writes in its style."))] = None,
+    condition_at: Annotated[str, typer.Option(rich_help_panel="Model", help=(
+        "Where the model reads the label: every (added to every token's input) or start (only to the newline that begins each text)."))] = "every",
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines of a --condition file instead of stopping.")] = False,
     **shared,
 ):
     """Train a language model on a text file; checkpoints go to checkpoints/<corpus name>/.
@@ -52,11 +58,14 @@ def train(
     from .task import LanguageDataConfig, train_language_model
 
     options = TrainingOptions.take(shared)
+    if condition is None and (condition_at != "every" or skip_bad):
+        raise UsageError("--condition-at and --skip-bad are for a conditional model; give --condition COLUMN")
     data_config = LanguageDataConfig(batch_size=options.batch_size, seq_len=seq_len, val_frac=val_frac,
-                                     tokenizer=options.tokenizer, vocab_size=options.vocab_size, encoding=encoding)
+                                     tokenizer=options.tokenizer, vocab_size=options.vocab_size, encoding=encoding,
+                                     condition=condition, skip_bad=skip_bad)
     progress = TrainingProgress(quiet=options.quiet, unit="char" if options.tokenizer == "char" else "tok")
     result = train_language_model(
-        corpus, model_config=options.model_options(), data=data_config, train=options.train_config(default_epochs=10.0),
+        corpus, model_config={**options.model_options(), "condition_at": condition_at}, data=data_config, train=options.train_config(default_epochs=10.0),
         run_dir=options.run_dir, resume=options.resume, device=options.device, precision=options.precision,
         overwrite=options.overwrite, on_event=progress,
     )
@@ -76,8 +85,9 @@ def sample(
     length: Annotated[int, typer.Option("--length", "-n", help="Tokens (characters for a char model) to generate.")] = 1000,
     num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a blank line (with --json: one line each).")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.")] = None,
+    condition: Annotated[Optional[str], typer.Option(metavar="LABEL", help="For a model trained with --condition: the label to write in the style of.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line a sample: sample, seed, prime, text (the prime included), written when the sample is complete.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line a sample: sample, seed, prime, condition, text (the prime included), written when the sample is complete.")] = False,
 ):
     """Generate text from a trained model, streamed to stdout as it is made."""
     if prime is not None and prime_file is not None:
@@ -101,11 +111,11 @@ def sample(
     for i in range(num_samples):
         sample_seed = None if seed is None else seed + i
         pieces = sample_text(model, vocab, prime=prime, length=length, sampling=sampling,
-                             seed=sample_seed)
+                             seed=sample_seed, condition=condition)
         if as_json:
             # Samples may hold blank lines themselves: a JSON line each keeps them apart.
             text = (prime or "") + "".join(pieces)
-            out.write(json.dumps({"sample": i + 1, "seed": sample_seed, "prime": prime, "text": text}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({"sample": i + 1, "seed": sample_seed, "prime": prime, "condition": condition, "text": text}, ensure_ascii=False) + "\n")
             out.flush()
             continue
         if i > 0:

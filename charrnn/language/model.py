@@ -1,10 +1,10 @@
 """The character (or subword) language model: embedding, one of the shared sequence layers (a
 recurrent stack from cells.py, or the WaveNet stack from wavenet.py read as a stream), a linear
-head over the vocabulary."""
+head over the vocabulary; optionally conditioned on a label (vector to sequence)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from ..errors import UsageError
 from ..wavenet import WaveNet, WaveNetConfig, check_wavenet_options
 
 CELLS = (*CELL_TYPES, "wavenet")
+CONDITION_AT = ("every", "start")
 RECURRENT_LAYERS = 2
 # Dilations 1, 2, ..., 128: each prediction reads the last 256 tokens, some nine lines of tinyshakespeare.
 # The recurrent default of 2 would give a WaveNet 4 characters, less than a word.
@@ -29,10 +30,21 @@ class LanguageModelConfig:
     num_layers: int | None = None  # recurrent layers, or the WaveNet's dilated layers; None: the cell's default
     embedding_size: int | None = None  # None: the same as hidden_size
     dropout: float = 0.0
+    # A conditional model: the labels it is conditioned on (none: an unconditioned model, with no
+    # condition weights), and where a label is read: at "every" token, or only at the "start" of
+    # each text, the condition_token that begins one (a newline), from where the recurrence must
+    # carry it.
+    conditions: list[str] = field(default_factory=list)
+    condition_at: str = "every"
+    condition_token: int | None = None
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise UsageError(f"unknown --cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.condition_at not in CONDITION_AT:
+            raise UsageError(f"unknown --condition-at {self.condition_at!r}; choose one of {', '.join(CONDITION_AT)}")
+        if self.conditions and self.condition_at == "start" and self.condition_token is None:
+            raise ValueError("a model conditioned at the start of texts needs the token that starts one")
         if self.num_layers is None:  # settled here, so a checkpoint stores the number
             self.num_layers = WAVENET_LAYERS if self.cell == "wavenet" else RECURRENT_LAYERS
         if self.cell != "wavenet":
@@ -63,8 +75,13 @@ class LanguageModelConfig:
 
 
 class LanguageModel(nn.Module):
-    """Predicts the next token at every position. forward(x, state, targets) returns
-    (logits, state, loss); loss is None without targets."""
+    """Predicts the next token at every position. forward(x, state, targets, condition) returns
+    (logits, state, loss); loss is None without targets.
+
+    A conditional model (with config.conditions, its labels) also takes condition (B, T): each
+    token's label id, 1 + the label's index in config.conditions (0: none). A label's learned vector is added to the token's embedding, at
+    every token or only at the tokens that start a text (config.condition_at); so the recurrent
+    layers, their kernels and the generation stepper are the same as an unconditioned model's."""
 
     task = "language_model"
 
@@ -73,6 +90,9 @@ class LanguageModel(nn.Module):
         self.config = config
         embedding_size = config.embedding_size or config.hidden_size
         self.embedding = nn.Embedding(config.vocab_size, embedding_size)
+        if config.conditions:
+            # Row 0 is "no label": kept at zero, so where no label is read the input is the token's alone.
+            self.condition_embedding = nn.Embedding(len(config.conditions) + 1, embedding_size, padding_idx=0)
         # One of the two attributes, by the cell: their names are the checkpoints' weight names.
         if config.cell == "wavenet":
             self.wavenet = WaveNet(config.wavenet_config())
@@ -101,9 +121,13 @@ class LanguageModel(nn.Module):
         return self.body.init_state(batch_size, device)
 
     def forward(
-        self, x: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+        self, x: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
-        emb = self.dropout(self.embedding(x))  # (B, T, E)
+        emb = self.embedding(x)  # (B, T, E)
+        if condition is not None:  # the unconditioned path pays this test and nothing more
+            emb = emb + self.condition_embedding(self._where_read(x, condition))
+        emb = self.dropout(emb)
         out, state = self.body(emb, state)  # (B, T, H)
         logits = self.head(self.dropout(out))  # (B, T, V)
         loss = None
@@ -113,9 +137,62 @@ class LanguageModel(nn.Module):
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, state, loss
 
+    def _where_read(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """The labels the model reads: all of them, or (condition_at start) only those of the
+        tokens that start a text, the rest none (0)."""
+        if self.config.condition_at == "every":
+            return condition
+        return condition.masked_fill(x != self.config.condition_token, 0)
+
+    def input_table(self, label: int | None = None) -> torch.Tensor:
+        """(V, E): the input each token gives the sequence layers under a fixed label (None: the
+        plain embedding). The label's vector is added to every row, or at the start only to the
+        row of the token that starts a text."""
+        table = self.embedding.weight
+        if label is None:
+            return table
+        vector = self.condition_embedding.weight[label]  # (E,)
+        if self.config.condition_at == "every":
+            return table + vector
+        table = table.clone()
+        table[self.config.condition_token] += vector
+        return table
+
+    def stepper(self, label: int | None = None) -> LanguageModelStepper:
+        """A fast one-token-at-a-time runner for generation over a snapshot of the weights; for a
+        conditional model, under a fixed label."""
+        return LanguageModelStepper(self, label)
+
+    def with_label(self, name: str) -> LabelledLanguageModel:
+        """This conditional model with its label fixed, to generate from (see LabelledLanguageModel).
+        A label the model does not know is a one-line error listing those it does."""
+        labels = self.config.conditions
+        if not labels:
+            raise UsageError("this model was trained without --condition; it takes no label")
+        if name not in labels:
+            raise UsageError(f"unknown --condition {name!r}; the model knows {', '.join(map(repr, labels))}")
+        return LabelledLanguageModel(self, labels.index(name) + 1)
+
+
+class LabelledLanguageModel:
+    """A conditional model under one label, read the way generation reads a model (forward(x,
+    state), init_state, parameters, stepper): the label goes with every token it is given."""
+
+    def __init__(self, model: LanguageModel, label: int):
+        self.model = model
+        self.label = label
+
+    def __call__(self, x: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None):
+        return self.model(x, state, targets, condition=torch.full_like(x, self.label))
+
+    def init_state(self, batch_size: int, device: torch.device | None = None) -> State:
+        return self.model.init_state(batch_size, device)
+
+    def parameters(self):
+        return self.model.parameters()
+
     def stepper(self) -> LanguageModelStepper:
-        """A fast one-token-at-a-time runner for generation over a snapshot of the weights."""
-        return LanguageModelStepper(self)
+        return self.model.stepper(self.label)
 
 
 class LanguageModelStepper:
@@ -123,9 +200,10 @@ class LanguageModelStepper:
     Built from a snapshot of the model's weights (see cells.Stepper and wavenet.WaveNetStepper for why);
     convert a State to layer_states with split_state and back with join_state."""
 
-    def __init__(self, model: LanguageModel):
+    def __init__(self, model: LanguageModel, label: int | None = None):
         with torch.no_grad():
-            self.body = model.body.stepper(input_table=model.embedding.weight)
+            # A label is folded into the input table once, so a conditioned step costs what a plain one does.
+            self.body = model.body.stepper(input_table=model.input_table(label))
             self.head_weight = model.head.weight.detach().clone()  # (V, H)
             self.head_bias = model.head.bias.detach().clone()
         self.split_state = self.body.split_state

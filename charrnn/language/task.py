@@ -1,5 +1,6 @@
 """The language-model task: a corpus becomes a vocabulary, a token file and a train/validation
-split; training is stateful truncated BPTT; evaluation covers the whole validation split in nats
+split (or, for a conditional model, a tab-separated file becomes a stream of tokens and their
+labels); training is stateful truncated BPTT; evaluation covers the whole validation split in nats
 per token, bits per character and perplexity; sampling streams text from a checkpoint."""
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..train import TrainConfig, TrainResult, make_optimizer
 from ..vocab import Vocab, format_characters
 from .adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, WEIGHT_DECAY, RunLength,
                         Settings, choose_settings, probe_step_costs)
+from .conditions import condition_stream, read_label_column, start_token, stream_vocab
 from .model import LanguageModel, LanguageModelConfig
 from .sampling import SamplingConfig, generate
 
@@ -54,6 +56,8 @@ class LanguageDataConfig:
     vocab_size: int = 2000  # BPE only
     encoding: str = "utf-8"
     eval_streams: int = 16
+    condition: str | None = None  # a conditional model's label column in a tab-separated corpus
+    skip_bad: bool = False  # skip malformed lines of that file instead of stopping
 
     def validate(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -67,6 +71,14 @@ class LanguageDataConfig:
 
 def _detach(state: State) -> State:
     return tuple(part.detach() for part in state)
+
+
+def _split_labels(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(inputs, targets, input labels or None). A conditional model's stream holds (token, label)
+    pairs, so its windows are (B, T, 2); a plain stream's are (B, T)."""
+    if x.dim() == 3:
+        return x[..., 0], y[..., 0], x[..., 1]
+    return x, y, None
 
 
 class LanguageModelTask:
@@ -109,7 +121,8 @@ class LanguageModelTask:
             return len(self.tokens) - self.val_start - 1
         count = 0
         for begin in range(self.val_start + 1, len(self.tokens), 1 << 20):
-            count += len(self.vocab.decode(np.asarray(self.tokens[begin : begin + (1 << 20)]).tolist()))
+            window = np.asarray(self.tokens[begin : begin + (1 << 20)])
+            count += len(self.vocab.decode((window if window.ndim == 1 else window[:, 0]).tolist()))
         return max(count, 1)
 
     def training_loss(self, model, device):
@@ -117,7 +130,8 @@ class LanguageModelTask:
         if wrapped or self.state is None:
             self.state = model.init_state(x.shape[0], device)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        _, state, loss = model(x, self.state, targets=y)
+        x, y, labels = _split_labels(x, y)
+        _, state, loss = model(x, self.state, targets=y, condition=labels)
         # Detach: keep the values (context) but cut the graph, or backward would reach back
         # through every window since the start.
         self.state = _detach(state)
@@ -151,12 +165,12 @@ class LanguageModelTask:
                 continue
             if rows.start == rows.stop:
                 continue  # more ranks than streams: none of them are this rank's
-            x, y = x[rows].to(device), y[rows].to(device)
+            x, y, labels = _split_labels(x[rows].to(device), y[rows].to(device))
             if state is None:
                 state = model.init_state(x.shape[0], device)
             elif x.shape[0] != state[0].shape[1]:  # the tail: the state of this rank's last stream
                 state = tuple(part[:, -1:] for part in state)
-            logits, state, _ = model(x, state)
+            logits, state, _ = model(x, state, condition=labels)
             nats = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
             nats_scored += float(nats)
             tokens_scored += y.numel()
@@ -202,15 +216,25 @@ class LanguageModelTask:
 
 
 def prepare_corpus(corpus: str, data: LanguageDataConfig, run_dir: Path, *, vocab: Vocab | None = None,
-                   cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray, Path]:
+                   labels: list[str] | None = None, cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray, Path, list[str]]:
     """Check and encode the corpus (building its vocabulary unless one is given). Returns the
-    vocabulary, the tokens and the file the corpus was read from."""
+    vocabulary, the tokens, the file the corpus was read from and the labels of a conditional
+    model (none for a plain one).
+
+    With data.condition, the corpus is a tab-separated file of texts and that label column, and
+    the tokens are (N, 2): each token beside its text's label id (see conditions.py); labels, when
+    given (a trained model's), fixes the label ids."""
     label = "<stdin>" if corpus == "-" else corpus
     path = stage_corpus(corpus, run_dir)
+    if data.condition is not None:
+        texts = read_label_column(path, data.condition, encoding=data.encoding, source=label, skip_bad=data.skip_bad,
+                                  label_names=labels)
+        vocab = vocab or stream_vocab(texts, data.tokenizer, data.vocab_size)
+        return vocab, condition_stream(texts, vocab), path, texts.label_names
     if vocab is None:
         vocab = build_vocab(path, kind=data.tokenizer, vocab_size=data.vocab_size, encoding=data.encoding, label=label)
     token_file = encode_to_token_file(path, vocab, encoding=data.encoding, cache_dir=cache_dir or default_cache_dir(), label=label)
-    return vocab, token_file.open(), path
+    return vocab, token_file.open(), path, []
 
 
 def train_language_model(corpus: str | None, *, model_config: dict | None = None, data: LanguageDataConfig | None = None,
@@ -241,8 +265,10 @@ class LanguageModelRecipe(OneFileRecipe):
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         data, settings, probe_seconds = self.data, None, 0.0
-        vocab, tokens, corpus_file = prepare_corpus(self.data_file, data, place.run_dir, cache_dir=self.cache_dir)
+        vocab, tokens, corpus_file, labels = prepare_corpus(self.data_file, data, place.run_dir, cache_dir=self.cache_dir)
         model_config = {**self.model_config, "vocab_size": vocab.size}
+        if labels:
+            model_config.update(conditions=labels, condition_token=start_token(vocab))
         if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
                     model_config.get("dropout"), train.weight_decay):
             # A corpus too short for even one stream is refused before seconds are spent timing.
@@ -275,9 +301,10 @@ class LanguageModelRecipe(OneFileRecipe):
                 raise UsageError("this run was trained from stdin (or on an older charrnn); give its corpus again")
             corpus = recorded_data_file(checkpoint.metadata["corpus_path"])
         data = LanguageDataConfig(**checkpoint.metadata["data_config"])
-        vocab, tokens, corpus_file = prepare_corpus(corpus, data, place.run_dir, vocab=Vocab.from_dict(checkpoint.metadata["vocab"]),
-                                                    cache_dir=self.cache_dir)
-        model = LanguageModel(LanguageModelConfig(**checkpoint.metadata["model_config"]))
+        model_config = LanguageModelConfig(**checkpoint.metadata["model_config"])
+        vocab, tokens, corpus_file, _ = prepare_corpus(corpus, data, place.run_dir, vocab=Vocab.from_dict(checkpoint.metadata["vocab"]),
+                                                       labels=model_config.conditions, cache_dir=self.cache_dir)
+        model = LanguageModel(model_config)
         return PreparedRun(self._task(model, vocab, tokens, data, corpus, corpus_file), train)
 
     @staticmethod
@@ -380,10 +407,17 @@ def sample_text(
     length: int = 500,
     sampling: SamplingConfig | None = None,
     seed: int | None = None,
+    condition: str | None = None,
 ) -> Iterator[str]:
     """Stream generated text (after the prime) piece by piece; without a prime, from the start of
-    a line (see start_of_text). Arguments are checked here, before the first piece, so a caller
-    that echoes the prime never prints anything for a bad request."""
+    a line (see start_of_text); from a conditional model, in the style of the condition (one of
+    model.config.conditions, which it needs). Arguments are checked here, before the first piece,
+    so a caller that echoes the prime never prints anything for a bad request."""
+    if condition is not None or model.config.conditions:
+        if condition is None:
+            raise UsageError(f"this model writes text for a label; give --condition, one of "
+                             f"{', '.join(map(repr, model.config.conditions))}")
+        model = model.with_label(condition)
     if length < 0:
         raise UsageError(f"-n/--length must be 0 or more, not {length}")
     check_seed(seed)

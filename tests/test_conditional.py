@@ -1,0 +1,169 @@
+"""The conditional language model (vector to sequence): reading a label column, the stream of
+tokens and labels, the label read at every token or at the start of each text, generation that
+steps exactly as the model reads whole sequences, and training that learns what a label means."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from charrnn.errors import CharrnnError, UsageError
+from charrnn.language.conditions import condition_stream, read_label_column, start_token, stream_order, stream_vocab
+from charrnn.language.model import LanguageModel, LanguageModelConfig
+from charrnn.language.task import LanguageDataConfig, load_language_model, sample_text, train_language_model
+from charrnn.train import TrainConfig
+from test_cli import assert_one_line_error, run
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- reading the label column --------------------------------------------------------------------
+
+
+def test_headerless_lines_are_text_then_label(tmp_path):
+    data = read_label_column(write(tmp_path / "a.tsv", "good film\tpos\n\nbad film\tneg\n"), "label")
+    assert data.texts == ["good film", "bad film"]
+    assert [data.label_names[i] for i in data.labels] == ["pos", "neg"]
+
+
+def test_a_header_names_the_label_column_and_the_text_column(tmp_path):
+    path = write(tmp_path / "a.tsv", "speaker\tact\ttext\nROMEO\t1\tBut soft!\nJULIET\t2\tO Romeo.\n")
+    by_speaker = read_label_column(path, "speaker")
+    assert by_speaker.texts == ["But soft!", "O Romeo."] and by_speaker.label_names == ["JULIET", "ROMEO"]
+    assert read_label_column(path, "act").label_names == ["1", "2"]
+    two = read_label_column(write(tmp_path / "b.tsv", "genre\tline\nsf\tstars\nwestern\thorses\n"), "genre")
+    assert two.texts == ["stars", "horses"]  # of two columns, the other one is the text
+
+
+def test_bad_files_are_one_line_errors(tmp_path):
+    with pytest.raises(UsageError, match="no column named 'mood'.*3 tab-separated fields"):
+        read_label_column(write(tmp_path / "a.tsv", "a\tb\tc\n"), "mood")
+    with pytest.raises(UsageError, match="name the texts' column 'text'"):
+        read_label_column(write(tmp_path / "b.tsv", "x\tmood\ty\n1\t2\t3\n"), "mood")
+    bad = write(tmp_path / "c.tsv", "fine\tpos\nno label here\nalso\t\nok\tneg\n")
+    with pytest.raises(CharrnnError, match=r"2 malformed line\(s\).*line 2, 3"):
+        read_label_column(bad, "label")
+    assert read_label_column(bad, "label", skip_bad=True).texts == ["fine", "ok"]
+    with pytest.raises(CharrnnError, match="one label"):
+        read_label_column(write(tmp_path / "d.tsv", "a\tpos\nb\tpos\n"), "label")
+    with pytest.raises(CharrnnError, match="does not know: 'meh'"):
+        read_label_column(write(tmp_path / "e.tsv", "a\tpos\nb\tmeh\n"), "label", label_names=["neg", "pos"])
+
+
+# -- the stream --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_every_text_begins_with_a_newline_carrying_its_label(tokenizer, tmp_path):
+    lines = [f"text number {i} {'good' if i % 3 else 'bad'}\t{'pos' if i % 3 else 'neg'}\n" for i in range(40)]
+    data = read_label_column(write(tmp_path / "a.tsv", "".join(lines)), "label")
+    vocab = stream_vocab(data, tokenizer, 300)
+    stream = condition_stream(data, vocab)
+    tokens, labels = stream[:, 0], stream[:, 1]
+    starts = np.flatnonzero(tokens == start_token(vocab))
+    assert len(starts) == len(data) and starts[0] == 0
+    order = stream_order(len(data))
+    assert order != sorted(order)  # seeded shuffle: a file sorted by label still validates on every label
+    for k, (begin, end) in enumerate(zip(starts, [*starts[1:], len(tokens)])):
+        text = data.texts[order[k]]
+        assert vocab.decode(tokens[begin + 1 : end].tolist()) == text
+        assert set(labels[begin:end].tolist()) == {data.labels[order[k]] + 1}  # ids from 1; 0 is no label
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+def test_an_unconditioned_model_has_no_condition_weights():
+    plain = LanguageModel(LanguageModelConfig(vocab_size=10, hidden_size=8, num_layers=1))
+    assert not any("condition" in name for name in plain.state_dict())
+    with pytest.raises(UsageError, match="without --condition"):
+        plain.with_label("pos")
+
+
+def conditional(cell, at, seed=0):
+    torch.manual_seed(seed)
+    return LanguageModel(LanguageModelConfig(vocab_size=12, cell=cell, hidden_size=16, num_layers=2, conditions=["neg", "pos"],
+                                             condition_at=at, condition_token=0)).eval()
+
+
+@pytest.mark.parametrize("at", ["every", "start"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "wavenet"])
+def test_generation_steps_read_the_label_as_the_whole_sequence_does(cell, at):
+    model = conditional(cell, at)
+    with torch.no_grad():
+        model.condition_embedding.weight.mul_(3.0)  # a strong label, so a step that drops it shows
+        x = torch.tensor([[0, 3, 5, 0, 7, 2, 9, 0, 4]])  # token 0 begins a text
+        for name in ("neg", "pos"):
+            labelled = model.with_label(name)
+            whole, _, _ = labelled(x)
+            stepper = labelled.stepper()
+            state, steps = stepper.split_state(labelled.init_state(1)), []
+            for t in range(x.shape[1]):
+                logits, state = stepper.step(x[:, t], state)
+                steps.append(logits)
+            torch.testing.assert_close(torch.stack(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
+        neg, _, _ = model.with_label("neg")(x)
+        pos, _, _ = model.with_label("pos")(x)
+        assert not torch.allclose(neg, pos)
+
+
+def test_at_start_the_label_is_read_only_where_a_text_begins():
+    model = conditional("lstm", "start")
+    x = torch.tensor([[3, 5, 7, 2, 9]])  # no text begins here
+    with torch.no_grad():
+        torch.testing.assert_close(model.with_label("neg")(x)[0], model(x)[0])
+        torch.testing.assert_close(model.with_label("pos")(x)[0], model(x)[0])
+
+
+# -- training and sampling ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small model of two labels whose texts differ: a's for one, b's for the other."""
+    root = tmp_path_factory.mktemp("conditional")
+    rng = np.random.default_rng(0)
+    lines = ["text\tkind\n"]
+    for _ in range(400):
+        kind = rng.choice(["a", "b"])
+        lines.append(f"{kind * int(rng.integers(3, 9))}\t{kind}s\n")
+    write(root / "kinds.tsv", "".join(lines))
+    result = train_language_model(str(root / "kinds.tsv"), model_config=dict(hidden_size=32, num_layers=1, dropout=0.0),
+                                  data=LanguageDataConfig(batch_size=8, seq_len=32, condition="kind"),
+                                  train=TrainConfig(max_steps=120, eval_every=60, warmup_steps=10, learning_rate=1e-2, weight_decay=0.0),
+                                  run_dir=root / "run", device="cpu", precision="fp32")
+    return root, result
+
+
+def test_samples_follow_the_label(trained):
+    root, _ = trained
+    model, vocab, saved = load_language_model(root / "run" / "best.pt", device="cpu")
+    assert saved.metadata["model_config"]["conditions"] == ["as", "bs"]
+    for label, letter, other in (("as", "a", "b"), ("bs", "b", "a")):
+        text = "".join(sample_text(model, vocab, length=200, seed=1, condition=label))
+        assert text.count(letter) > 150 and text.count(other) < 10, text
+
+
+def test_sampling_a_conditional_model_needs_a_known_label(trained):
+    root, _ = trained
+    model, vocab, _ = load_language_model(root / "run" / "best.pt", device="cpu")
+    with pytest.raises(UsageError, match="give --condition, one of 'as', 'bs'"):
+        sample_text(model, vocab, length=5)
+    with pytest.raises(UsageError, match="unknown --condition 'cs'; the model knows 'as', 'bs'"):
+        sample_text(model, vocab, length=5, condition="cs")
+
+
+def test_the_command_line(trained):
+    root, _ = trained
+    proc = run("sample", "-c", "run", "--condition", "bs", "-n", "20", "--seed", "2", "--json", cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    line = json.loads(proc.stdout)
+    assert line["condition"] == "bs" and len(line["text"]) == 20
+    assert_one_line_error(run("sample", "-c", "run", "--condition", "zz", "-n", "5", cwd=root), 2, "the model knows 'as', 'bs'")
+    assert_one_line_error(run("sample", "-c", "run", "-n", "5", cwd=root), 2, "give --condition")
+    assert_one_line_error(run("train", "kinds.tsv", "--condition", "mood", cwd=root), 2, "no column named 'mood'")
+    assert_one_line_error(run("train", "kinds.tsv", "--condition-at", "start", cwd=root), 2, "give --condition COLUMN")
