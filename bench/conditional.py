@@ -1,0 +1,198 @@
+"""Conditional generation on rt-polarity (label = pos or neg): does a language model trained with
+`--condition label` write in the style of the label it is given, and what does conditioning cost?
+
+Three models train in the same time budget on the same stream of reviews (the same tokens, the
+same validation split): unconditioned (`charrnn train` on the texts alone), conditioned at every
+token (`--condition label`, the default) and conditioned only at the start of each text
+(`--condition-at start`). For each, reviews sampled for each label (temperature 0.8, the default)
+are scored by the bundled sentiment classifier: the share it gives the label asked for. An
+unconditioned model cannot know the label asked for, so its share is 50% by construction; its
+row shows how it splits its reviews instead. Losses are nats per character on the runs'
+validation split (dev: where settings are chosen) and on a test part of 10% of the reviews (held
+out before training, stratified, fixed seed; looked at once). Last, a training step and a
+sampling step of a plain and of a conditioned model, timed at the same size.
+
+    python bench/conditional.py [--budget 240] [--precision both|fp32|auto] [--samples 200] [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from common import bench_env, charrnn_command, log, make_parser, precision_label, precision_paths, print_table, set_threads
+
+from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
+from charrnn.corpora import find_corpus_file
+from charrnn.devices import autocast
+from charrnn.labelled import read_labelled, stratified_split
+from charrnn.language.conditions import condition_stream, read_label_column, stream_text
+from charrnn.language.model import LanguageModel, LanguageModelConfig
+from charrnn.language.task import load_language_model, sample_text
+
+KINDS = {  # name: the options of `charrnn train` beyond the shared ones
+    "unconditioned": [],
+    "every token (default)": ["--condition", "label"],
+    "start of each text": ["--condition", "label", "--condition-at", "start"],
+}
+TEST_FRAC = 0.1
+SPLIT_SEED = 7  # the test part's seed: fixed, so every run of this bench holds out the same reviews
+
+
+def write_data(work: Path, quick: bool) -> tuple[Path, Path, Path]:
+    """rt-polarity as train.tsv (text<TAB>label, header; the runs split off their own validation)
+    and test.tsv, and plain.txt: train.tsv's stream without labels, for the unconditioned model."""
+    files = [find_corpus_file(name) for name in ("rt-polarity.pos", "rt-polarity.neg")]
+    if None in files:
+        sys.exit("error: rt-polarity.pos/.neg not found in the corpus folders; run `charrnn corpus download rt-polarity`")
+    reviews = read_labelled(files)
+    if quick:
+        reviews = reviews.subset(range(0, len(reviews), 10))
+    rest, test = stratified_split(reviews.labels, TEST_FRAC, seed=SPLIT_SEED)
+    paths = []
+    for name, indices in (("train.tsv", rest), ("test.tsv", test)):
+        lines = [f"{reviews.texts[i]}\t{reviews.label_names[reviews.labels[i]]}\n" for i in indices]
+        (work / name).write_text("text\tlabel\n" + "".join(lines), encoding="utf-8")
+        paths.append(work / name)
+    (work / "plain.txt").write_text(stream_text(read_label_column(paths[0], "label")), encoding="utf-8")
+    log(f"rt-polarity: {len(rest):,} reviews to train and validate on, {len(test):,} held out for test")
+    return paths[0], paths[1], work / "plain.txt"
+
+
+def train(work: Path, name: str, options: list[str], data: Path, precision: str, budget: float) -> tuple[Path, dict]:
+    run_dir = work / f"run-{name.split()[0]}-{precision}"
+    cmd = [*charrnn_command(), "train", str(data), *options, "--time-budget", str(budget), "--precision", precision,
+           "--seed", "1337", "--run-dir", str(run_dir), "--quiet", "--json"]
+    log(f"training {name} ({precision}, {budget:g} s)")
+    done = subprocess.run(cmd, env=bench_env(work / "cache"), check=True, capture_output=True, text=True)
+    return run_dir, json.loads(done.stdout)
+
+
+@torch.no_grad()
+def stream_loss(model: LanguageModel, stream: np.ndarray, conditioned: bool, streams: int = 16, window: int = 256) -> float:
+    """Nats per token over a (token, label) stream, every token after the first scored once, read
+    as `streams` parallel streams with the state carried (padded targets are ignored)."""
+    tokens, labels = (torch.from_numpy(stream[:, k].astype(np.int64)) for k in (0, 1))
+    x, y, c = tokens[:-1], tokens[1:], labels[:-1]
+    length = -(-len(x) // streams)
+    pad = streams * length - len(x)
+    x, c = (torch.cat([t, t.new_ones(pad)]).view(streams, length) for t in (x, c))
+    y = torch.cat([y, y.new_full((pad,), -100)]).view(streams, length)
+    total, state = 0.0, None
+    for p in range(0, length, window):
+        logits, state, _ = model(x[:, p : p + window], state, condition=c[:, p : p + window] if conditioned else None)
+        total += float(F.cross_entropy(logits.float().flatten(0, 1), y[:, p : p + window].flatten(), reduction="sum"))
+    return total / len(tokens[1:])
+
+
+def test_stream(test_file: Path, vocab, label_names: list[str]) -> tuple[np.ndarray, int]:
+    """The test reviews as a stream in the model's vocabulary and label ids, leaving out those with
+    a character the training reviews never had; and how many were left out."""
+    test = read_label_column(test_file, "label", label_names=label_names)
+    known = [i for i, text in enumerate(test.texts) if not vocab.unknown_characters(text)]
+    return condition_stream(test.subset(known), vocab), len(test) - len(known)
+
+
+def sampled_reviews(model, vocab, count: int, condition: str | None, seed: int) -> list[str]:
+    """count whole reviews (lines) sampled from the model, at its default temperature."""
+    reviews: list[str] = []
+    while len(reviews) < count:
+        text = "".join(sample_text(model, vocab, length=4000, seed=seed, condition=condition))
+        seed += 1
+        reviews += [line.strip() for line in text.split("\n")[:-1] if line.strip()]  # the last line may be cut off
+    return reviews[:count]
+
+
+def speed_rows(dtype: torch.dtype | None, vocab_size: int, quick: bool) -> list[list[str]]:
+    """Training-step and sampling-step times of a plain and a conditioned model of the bench's
+    default size (2 LSTM layers of 256), at batch 32 x 64 and batch 1."""
+    torch.manual_seed(0)
+    base = dict(vocab_size=vocab_size, hidden_size=256, num_layers=2)
+    plain = LanguageModel(LanguageModelConfig(**base))
+    conditioned = LanguageModel(LanguageModelConfig(**base, conditions=["neg", "pos"]))
+    x = torch.randint(vocab_size, (32, 65))
+    labels = torch.randint(1, 3, (32, 64))
+    repeats = 5 if quick else 25
+
+    def train_step_ms(model, condition):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        times = []
+        for _ in range(repeats + 2):
+            started = time.perf_counter()
+            with autocast(torch.device("cpu"), dtype):
+                _, _, loss = model(x[:, :-1], None, targets=x[:, 1:], condition=condition)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        return 1000 * statistics.median(times[2:])
+
+    def sample_step_us(stepper):
+        token, state = torch.zeros(1, dtype=torch.long), stepper.split_state(plain.init_state(1))
+        with torch.inference_mode():
+            for _ in range(50):
+                _, state = stepper.step(token, state)
+            started = time.perf_counter()
+            for _ in range(2000):
+                _, state = stepper.step(token, state)
+        return 1e6 * (time.perf_counter() - started) / 2000
+
+    plain_train, cond_train = train_step_ms(plain, None), train_step_ms(conditioned, labels)
+    plain_sample, cond_sample = sample_step_us(plain.stepper()), sample_step_us(conditioned.with_label("pos").stepper())
+    return [["training step, batch 32 x 64 (ms)", f"{plain_train:.1f}", f"{cond_train:.1f}", f"{cond_train / plain_train:.2f}x"],
+            ["sampling step, batch 1, fp32 (us)", f"{plain_sample:.0f}", f"{cond_sample:.0f}", f"{cond_sample / plain_sample:.2f}x"]]
+
+
+def main() -> None:
+    parser = make_parser(__doc__)
+    parser.add_argument("--budget", type=float, default=240.0, help="seconds of training per model [default: 240]")
+    parser.add_argument("--samples", type=int, default=200, help="reviews sampled per label [default: 200]")
+    parser.add_argument("--classifier", default="sentiment", help="the classifier that scores the samples [default: the bundled sentiment]")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    budget, samples = (20.0, 20) if args.quick else (args.budget, args.samples)
+    classifier, classifier_vocab, classifier_labels, saved = load_classifier(args.classifier, device="cpu")
+    read_as = ClassificationDataConfig.from_checkpoint(saved)
+    with tempfile.TemporaryDirectory(prefix="charrnn-bench-conditional-") as tmp:
+        work = Path(tmp)
+        train_file, test_file, plain_file = write_data(work, args.quick)
+        for precision, dtype in precision_paths(args):
+            rows = []
+            vocab_size = None
+            for name, options in KINDS.items():
+                conditioned = bool(options)
+                run_dir, outcome = train(work, name, options, train_file if conditioned else plain_file, precision, budget)
+                model, vocab, _ = load_language_model(run_dir / "best.pt", device="cpu")
+                vocab_size = vocab.size
+                labels = model.config.conditions or ["neg", "pos"]
+                stream, unknown = test_stream(test_file, vocab, labels)
+                test_loss = stream_loss(model, stream, conditioned)
+                log(f"{name}: {outcome['steps']:,} steps; test {test_loss:.4f} nats/char ({unknown} test reviews with unseen characters left out)")
+                split = {}
+                for label in ("neg", "pos"):
+                    reviews = sampled_reviews(model, vocab, samples, label if conditioned else None, seed=1 if label == "neg" else 10_001)
+                    predicted = [p.label for p in classify(classifier, classifier_vocab, classifier_labels, reviews, data=read_as)]
+                    split[label] = predicted.count(label) / len(predicted)
+                if conditioned:
+                    agreement = f"{(split['neg'] + split['pos']) / 2:.1%} (neg {split['neg']:.0%}, pos {split['pos']:.0%})"
+                else:
+                    agreement = f"50% by construction (it cannot know the label; classified pos: {(1 - split['neg'] + split['pos']) / 2:.0%})"
+                rows.append([name, f"{outcome['steps']:,}", f"{outcome['best']['val_loss']:.4f}", f"{test_loss:.4f}", agreement])
+            print_table(["model", "steps", "dev loss (nats/char)", "test loss (nats/char)", f"label agreement of {samples} sampled reviews a label"],
+                        rows, title=f"Conditional generation on rt-polarity, {budget:g} s of training each, "
+                                    f"{precision_label(precision, dtype)}, {args.threads} threads")
+            print_table(["step", "plain", "conditioned", "ratio"], speed_rows(dtype, vocab_size, args.quick),
+                        title=f"What conditioning costs ({precision_label(precision, dtype)} training; the same model without and with a label)")
+
+
+if __name__ == "__main__":
+    main()
