@@ -77,17 +77,26 @@ def test_every_text_begins_with_a_newline_carrying_its_label(tokenizer, tmp_path
 # -- the model ---------------------------------------------------------------------------------
 
 
-def test_an_unconditioned_model_has_no_condition_weights():
+def test_an_unconditioned_model_has_no_condition_weights_and_a_new_conditional_one_starts_as_it():
     plain = LanguageModel(LanguageModelConfig(vocab_size=10, hidden_size=8, num_layers=1))
     assert not any("condition" in name for name in plain.state_dict())
+    fresh = LanguageModel(LanguageModelConfig(vocab_size=10, hidden_size=8, num_layers=1, conditions=["a", "b"]))
+    assert fresh.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["condition_embedding.weight"]
+    x = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.with_label("b")(x)[0], plain(x)[0])
     with pytest.raises(UsageError, match="without --condition"):
         plain.with_label("pos")
 
 
 def conditional(cell, at, seed=0):
+    """A conditional model whose labels already differ (they start at zero, as a trained one's do not)."""
     torch.manual_seed(seed)
-    return LanguageModel(LanguageModelConfig(vocab_size=12, cell=cell, hidden_size=16, num_layers=2, conditions=["neg", "pos"],
-                                             condition_at=at, condition_token=0)).eval()
+    model = LanguageModel(LanguageModelConfig(vocab_size=12, cell=cell, hidden_size=16, num_layers=2, conditions=["neg", "pos"],
+                                              condition_at=at, condition_token=0)).eval()
+    with torch.no_grad():
+        model.condition_embedding.weight[1:].normal_()
+    return model
 
 
 @pytest.mark.parametrize("at", ["every", "start"])
@@ -109,6 +118,22 @@ def test_generation_steps_read_the_label_as_the_whole_sequence_does(cell, at):
         neg, _, _ = model.with_label("neg")(x)
         pos, _, _ = model.with_label("pos")(x)
         assert not torch.allclose(neg, pos)
+
+
+def test_guided_generation_steps_as_the_whole_sequence_and_pushes_from_the_other_label():
+    model = conditional("gru", "every")
+    x = torch.tensor([[0, 3, 5, 0, 7, 2]])
+    with torch.no_grad():
+        pos, neg = model.with_label("pos")(x)[0], model.with_label("neg")(x)[0]
+        guided = model.with_label("pos", guidance=2.0)
+        whole, _, _ = guided(x)
+        torch.testing.assert_close(whole, pos + 2.0 * (pos - neg))
+        stepper = guided.stepper()
+        state, steps = stepper.split_state(guided.init_state(1)), []
+        for t in range(x.shape[1]):
+            logits, state = stepper.step(x[:, t], state)
+            steps.append(logits)
+        torch.testing.assert_close(torch.stack(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
 
 
 def test_at_start_the_label_is_read_only_where_a_text_begins():
@@ -155,6 +180,10 @@ def test_sampling_a_conditional_model_needs_a_known_label(trained):
         sample_text(model, vocab, length=5)
     with pytest.raises(UsageError, match="unknown --condition 'cs'; the model knows 'as', 'bs'"):
         sample_text(model, vocab, length=5, condition="cs")
+    with pytest.raises(UsageError, match="--guidance"):
+        sample_text(model, vocab, length=5, condition="as", guidance=-1.0)
+    guided = "".join(sample_text(model, vocab, length=100, seed=1, condition="bs", guidance=3.0))
+    assert guided.count("b") > 50 and guided.count("a") < 5, guided
 
 
 def test_the_command_line(trained):
@@ -165,5 +194,6 @@ def test_the_command_line(trained):
     assert line["condition"] == "bs" and len(line["text"]) == 20
     assert_one_line_error(run("sample", "-c", "run", "--condition", "zz", "-n", "5", cwd=root), 2, "the model knows 'as', 'bs'")
     assert_one_line_error(run("sample", "-c", "run", "-n", "5", cwd=root), 2, "give --condition")
+    assert_one_line_error(run("sample", "-c", "run", "--condition", "as", "--guidance", "nan", "-n", "5", cwd=root), 2, "--guidance")
     assert_one_line_error(run("train", "kinds.tsv", "--condition", "mood", cwd=root), 2, "no column named 'mood'")
     assert_one_line_error(run("train", "kinds.tsv", "--condition-at", "start", cwd=root), 2, "give --condition COLUMN")

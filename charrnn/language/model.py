@@ -79,9 +79,10 @@ class LanguageModel(nn.Module):
     (logits, state, loss); loss is None without targets.
 
     A conditional model (with config.conditions, its labels) also takes condition (B, T): each
-    token's label id, 1 + the label's index in config.conditions (0: none). A label's learned vector is added to the token's embedding, at
-    every token or only at the tokens that start a text (config.condition_at); so the recurrent
-    layers, their kernels and the generation stepper are the same as an unconditioned model's."""
+    token's label id, 1 + the label's index in config.conditions (0: none). A label's learned
+    vector is added to the token's embedding, at every token or only at the tokens that start a
+    text (config.condition_at); so the recurrent layers, their kernels and the generation stepper
+    are the same as an unconditioned model's."""
 
     task = "language_model"
 
@@ -93,6 +94,11 @@ class LanguageModel(nn.Module):
         if config.conditions:
             # Row 0 is "no label": kept at zero, so where no label is read the input is the token's alone.
             self.condition_embedding = nn.Embedding(len(config.conditions) + 1, embedding_size, padding_idx=0)
+            # Every label starts at zero too, so the model starts as an unconditioned one and a label
+            # moves the input only as far as it helps. Drawn like the token embeddings (N(0, 1)),
+            # the labels shifted every input by a random vector as long as a token's: on
+            # rt-polarity that cost 0.04 nats/char after 4 minutes, and the samples ignored the label.
+            nn.init.zeros_(self.condition_embedding.weight)
         # One of the two attributes, by the cell: their names are the checkpoints' weight names.
         if config.cell == "wavenet":
             self.wavenet = WaveNet(config.wavenet_config())
@@ -163,15 +169,20 @@ class LanguageModel(nn.Module):
         conditional model, under a fixed label."""
         return LanguageModelStepper(self, label)
 
-    def with_label(self, name: str) -> LabelledLanguageModel:
-        """This conditional model with its label fixed, to generate from (see LabelledLanguageModel).
-        A label the model does not know is a one-line error listing those it does."""
+    def with_label(self, name: str, guidance: float = 0.0) -> LabelledLanguageModel | GuidedLanguageModel:
+        """This conditional model with its label fixed, to generate from (see LabelledLanguageModel),
+        and with guidance > 0, pushed away from its other labels (see GuidedLanguageModel). A label
+        the model does not know is a one-line error listing those it does."""
         labels = self.config.conditions
         if not labels:
             raise UsageError("this model was trained without --condition; it takes no label")
         if name not in labels:
             raise UsageError(f"unknown --condition {name!r}; the model knows {', '.join(map(repr, labels))}")
-        return LabelledLanguageModel(self, labels.index(name) + 1)
+        label = labels.index(name) + 1
+        if guidance == 0:
+            return LabelledLanguageModel(self, label)
+        others = [LabelledLanguageModel(self, other) for other in range(1, len(labels) + 1) if other != label]
+        return GuidedLanguageModel(LabelledLanguageModel(self, label), others, guidance)
 
 
 class LabelledLanguageModel:
@@ -193,6 +204,53 @@ class LabelledLanguageModel:
 
     def stepper(self) -> LanguageModelStepper:
         return self.model.stepper(self.label)
+
+
+class GuidedLanguageModel:
+    """A conditional model under one label, its next-token logits pushed away from its other
+    labels': own + guidance * (own - the others' mean), a "negative prompt" of the other labels.
+
+    A label's effect on each character is small (on rt-polarity, knowing a review's label saves
+    0.002 nats a character), so samples under one label read much like samples under another:
+    the bundled classifier gave 51% of them the label asked for. Guidance multiplies what tells
+    the labels apart. Each label's stream is stepped side by side, so a step costs one step per
+    label; it is read the way generation reads a model, like LabelledLanguageModel."""
+
+    def __init__(self, own: LabelledLanguageModel, others: list[LabelledLanguageModel], guidance: float):
+        self.streams = [own, *others]
+        self.guidance = guidance
+
+    def _combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        own, others = logits[0], torch.stack(logits[1:]).mean(dim=0)
+        return own + self.guidance * (own - others)
+
+    def __call__(self, x: torch.Tensor, state: list[State] | None = None, targets: torch.Tensor | None = None):
+        results = [stream(x, part) for stream, part in zip(self.streams, state or [None] * len(self.streams))]
+        return self._combine([logits for logits, _, _ in results]), [part for _, part, _ in results], None
+
+    def init_state(self, batch_size: int, device: torch.device | None = None) -> list[State]:
+        return [stream.init_state(batch_size, device) for stream in self.streams]
+
+    def parameters(self):
+        return self.streams[0].parameters()
+
+    def stepper(self) -> GuidedStepper:
+        return GuidedStepper([stream.stepper() for stream in self.streams], self._combine)
+
+
+class GuidedStepper:
+    """Steps every label's stream on the same token and combines their logits."""
+
+    def __init__(self, steppers: list[LanguageModelStepper], combine):
+        self.steppers = steppers
+        self.combine = combine
+
+    def split_state(self, states: list[State]) -> list:
+        return [stepper.split_state(state) for stepper, state in zip(self.steppers, states)]
+
+    def step(self, token: torch.Tensor, layer_states: list) -> tuple[torch.Tensor, list]:
+        results = [stepper.step(token, states) for stepper, states in zip(self.steppers, layer_states)]
+        return self.combine([logits for logits, _ in results]), [states for _, states in results]
 
 
 class LanguageModelStepper:

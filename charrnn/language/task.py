@@ -33,7 +33,7 @@ from ..data import (
 from ..devices import autocast, resolve_device
 from ..distributed import Ranks
 from ..errors import CharrnnError, UsageError
-from ..numbers import check_seed
+from ..numbers import check_finite, check_range, check_seed
 from ..runs import OneFileRecipe, PreparedRun, RunPlace, train_task
 from ..train import TrainConfig, TrainResult, make_optimizer
 from ..vocab import Vocab, format_characters
@@ -44,6 +44,7 @@ from .model import LanguageModel, LanguageModelConfig
 from .sampling import SamplingConfig, generate
 
 TASK = "language_model"
+MAX_GUIDANCE = 100.0  # far past any use: at 8 the samples already stray from English
 LN2 = math.log(2)
 
 
@@ -408,16 +409,22 @@ def sample_text(
     sampling: SamplingConfig | None = None,
     seed: int | None = None,
     condition: str | None = None,
+    guidance: float = 0.0,
 ) -> Iterator[str]:
     """Stream generated text (after the prime) piece by piece; without a prime, from the start of
     a line (see start_of_text); from a conditional model, in the style of the condition (one of
-    model.config.conditions, which it needs). Arguments are checked here, before the first piece,
-    so a caller that echoes the prime never prints anything for a bad request."""
+    model.config.conditions, which it needs), guidance > 0 pushing it away from the other labels
+    (see model.GuidedLanguageModel). Arguments are checked here, before the first piece, so a
+    caller that echoes the prime never prints anything for a bad request."""
+    check_finite(guidance, "--guidance")
+    check_range(guidance, "--guidance", 0.0, MAX_GUIDANCE)
     if condition is not None or model.config.conditions:
         if condition is None:
             raise UsageError(f"this model writes text for a label; give --condition, one of "
                              f"{', '.join(map(repr, model.config.conditions))}")
-        model = model.with_label(condition)
+        model = model.with_label(condition, guidance)
+    elif guidance:
+        raise UsageError("--guidance is for a model trained with --condition")
     if length < 0:
         raise UsageError(f"-n/--length must be 0 or more, not {length}")
     check_seed(seed)
