@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from charrnn.autoencode.task import (AutoencoderDataConfig, _deleted, _dropped, decode_vectors, interpolate,
+from charrnn.autoencode.task import (AutoencoderDataConfig, _deleted, _dropped, as_typed, decode_vectors, interpolate,
                                      load_autoencoder, read_sentences, reconstruct, sentence_vectors, split_sentences,
                                      train_autoencoder)
 from charrnn.errors import UsageError
@@ -74,6 +74,18 @@ def test_word_dropout_and_denoising_draw_as_asked():
     assert _deleted([7], 0.99) in ([7], [7])  # never empty
 
 
+def test_typed_copies_join_the_training_sentences_only():
+    sentences = [f"Sentence number {i} is here." for i in range(200)]
+    plain = split_sentences(sentences, AutoencoderDataConfig(test_size=10, dev_size=10))
+    typed = split_sentences(sentences, AutoencoderDataConfig(test_size=10, dev_size=10, typed_copies=0.5))
+    assert typed.dev == plain.dev and typed.test == plain.test  # held-out sentences stay as written
+    assert typed.train[: len(plain.train)] == plain.train
+    copies = [s for s, _ in typed.train[len(plain.train):]]
+    assert 60 < len(copies) < 120 and all(c not in sentences for c in copies)
+    assert all(c.lower().rstrip(".") == c.lower() or c[0].islower() for c in copies)  # lower-cased or unpunctuated
+    assert as_typed(sentences[:5]) == as_typed(sentences[:5]) != sentences[:5]  # the same every time, never as written
+
+
 def test_the_commands(trained):
     done = run("autoencode", "-c", "run", "--json", "the cat sat.", "", cwd=trained)
     assert done.returncode == 0, done.stderr.decode()
@@ -84,6 +96,8 @@ def test_the_commands(trained):
     done = run("autoencode", "eval", "-c", "run", "--json", cwd=trained)
     figures = json.loads(done.stdout)
     assert figures["sentences"] == 1 and 0 <= figures["character_error_rate"] and 0 <= figures["exact"] <= 1
+    done = run("autoencode", "eval", "-c", "run", "--part", "dev", "--typed", "--json", cwd=trained)
+    assert json.loads(done.stdout)["part"] == "dev" and json.loads(done.stdout)["typed"] is True, done.stderr.decode()
     done = run("embed", "-c", "run", "the cat sat.", "--json", cwd=trained)
     assert len(json.loads(done.stdout)["vector"]) == 96, done.stderr.decode()
     assert_one_line_error(run("autoencode", "-c", "spa-eng", "x", cwd=trained), 1, "translator")

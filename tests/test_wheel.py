@@ -70,7 +70,8 @@ def charrnn(installed, *args: str, stdin: str | None = None) -> subprocess.Compl
 def test_the_wheel_carries_the_models_and_the_manifest(installed):
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     for member in ("charrnn/models/shakespeare.pt", "charrnn/models/spa-eng.pt", "charrnn/models/sentiment.pt",
-                   "charrnn/models/README.md", "charrnn/corpora.json", "charrnn/py.typed"):
+                   "charrnn/models/airline.pt", "charrnn/models/sentences.pt", "charrnn/models/README.md",
+                   "charrnn/corpora.json", "charrnn/py.typed"):
         assert member in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "checkpoints/"))]
 

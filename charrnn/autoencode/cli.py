@@ -13,17 +13,19 @@ import typer
 
 from ..cli_options import TRAINING_OPTIONS, TrainingOptions, with_options
 from ..cli_support import CONTEXT, DEFAULT_COMMAND, DefaultCommandGroup, finish_training, input_lines
+from ..errors import UsageError
 from ..numbers import check_range
 
 autoencode_app = typer.Typer(
     cls=DefaultCommandGroup,
     context_settings=CONTEXT,
     help="A sequence autoencoder: each sentence becomes one vector and is written back from it alone. "
-         "[bold]charrnn autoencode -c RUN [TEXT]...[/bold] writes texts back; subcommands train, interpolate "
+         "[bold]charrnn autoencode [TEXT]...[/bold] writes texts back (the bundled English model, or -c RUN); subcommands train, interpolate "
          "and evaluate models; `charrnn embed -c RUN` gives the vectors.",
     rich_markup_mode="rich",
 )
-Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="Autoencoder checkpoint: a file or a run folder.")]
+BUNDLED = "sentences"  # charrnn/models/sentences.pt
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", "-c", help="Autoencoder checkpoint: a file, a run folder, or a bundled model's name.")]
 Beam = Annotated[int, typer.Option(help="Beam size; 1 is greedy decoding.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
 
@@ -31,7 +33,7 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
 @autoencode_app.command(DEFAULT_COMMAND, context_settings=CONTEXT, hidden=True)
 def autoencode_text(
     texts: Annotated[Optional[list[str]], typer.Argument(metavar="TEXT", help="Sentences to write back \\[default: lines from stdin].")] = None,
-    checkpoint: Checkpoint = ...,
+    checkpoint: Checkpoint = Path(BUNDLED),
     beam: Beam = 1,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: text, written back, exact.")] = False,
     device: Device = "auto",
@@ -74,6 +76,7 @@ def autoencode_train(
     max_tokens: Annotated[int, typer.Option(rich_help_panel="Data", help="Leave out training sentences longer than this.")] = 120,
     word_dropout: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Share of the decoder's input tokens replaced by <unk> in training, so it must read the vector.")] = 0.25,
     noise: Annotated[float, typer.Option(rich_help_panel="Optimisation", help="Share of the encoder's input tokens deleted in training (a denoising autoencoder); 0: none.")] = 0.0,
+    typed_copies: Annotated[float, typer.Option(rich_help_panel="Data", help="Share of the training sentences also given as people type them (lower-case, no final punctuation).")] = 0.25,
     **shared,
 ):
     """Train a sequence autoencoder on sentences; checkpoints go to checkpoints/<file name>/."""
@@ -83,7 +86,8 @@ def autoencode_train(
     options = TrainingOptions.take(shared)
     data = AutoencoderDataConfig(tokenizer=options.tokenizer, vocab_size=options.vocab_size, batch_size=options.batch_size,
                                  max_tokens=max_tokens, test_size=test_size, dev_size=dev_size, column=column,
-                                 encoding=encoding, word_dropout=word_dropout, noise=noise)
+                                 encoding=encoding, word_dropout=word_dropout, noise=noise,
+                                 typed_copies=typed_copies)
     model = options.model_options()
     layers = model.pop("num_layers")
     model_config = dict(model, encoder_layers=layers, decoder_layers=layers)
@@ -99,7 +103,7 @@ def autoencode_train(
 def autoencode_interpolate(
     first: Annotated[str, typer.Argument(help="The sentence to start from.")],
     last: Annotated[str, typer.Argument(help="The sentence to end at.")],
-    checkpoint: Checkpoint = ...,
+    checkpoint: Checkpoint = Path(BUNDLED),
     steps: Annotated[int, typer.Option(help="Sentences written, the two ends included, from vectors evenly spaced between the two sentences'.")] = 5,
     beam: Beam = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object: the steps' weights and sentences.")] = False,
@@ -121,21 +125,26 @@ def autoencode_interpolate(
 
 @autoencode_app.command("eval", context_settings=CONTEXT)
 def autoencode_eval(
-    checkpoint: Checkpoint = ...,
+    checkpoint: Checkpoint = Path(BUNDLED),
     data: Annotated[Optional[str], typer.Option(help="The sentence file the model was trained on \\[default: the path in the checkpoint].")] = None,
     beam: Beam = 1,
+    part: Annotated[str, typer.Option(help="The held-out sentences to score: test (to report) or dev (to choose settings with).")] = "test",
+    typed: Annotated[bool, typer.Option("--typed", help="Score the sentences as people type them (lower-case, no final punctuation; the same every run).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The figures as one JSON object.")] = False,
     device: Device = "auto",
 ):
     """Reconstruction figures on the run's held-out test sentences: the share written back
     exactly, and the character error rate (edit distance over characters)."""
-    from .task import load_autoencoder, reconstruction_figures, held_out_test_sentences
+    from .task import as_typed, held_out_sentences, load_autoencoder, reconstruction_figures
 
+    if part not in ("test", "dev"):
+        raise UsageError(f"--part must be test or dev, not {part!r}")
     model, vocab, saved = load_autoencoder(checkpoint, device=device)
-    figures = reconstruction_figures(model, vocab, held_out_test_sentences(saved, data), beam=beam)
+    sentences = held_out_sentences(saved, data, part=part)
+    figures = reconstruction_figures(model, vocab, as_typed(sentences) if typed else sentences, beam=beam)
     if as_json:
-        print(json.dumps({"sentences": figures.sentences, "exact": figures.exact,
+        print(json.dumps({"part": part, "typed": typed, "sentences": figures.sentences, "exact": figures.exact,
                           "character_error_rate": figures.character_error_rate, "beam": beam}))
     else:
-        print(f"test sentences: {figures.sentences:,}\nexact: {figures.exact:.1%}\n"
+        print(f"{part} sentences{' as typed' if typed else ''}: {figures.sentences:,}\nexact: {figures.exact:.1%}\n"
               f"character error rate: {figures.character_error_rate:.2%}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,7 +28,7 @@ from ..text_encoding import check_encoding, not_in_encoding
 from ..train import TrainConfig, TrainResult
 from ..translate.decoding import beam_decode, greedy_decode
 from ..translate.model import EncoderOutput, Translator, TranslatorConfig
-from ..translate.pairs import PairSplit, open_text, split_pairs
+from ..translate.pairs import PairSplit, open_text, split_pairs, typed_variant, with_typed_copies
 from ..translate.task import BOS, EOS, PAD, UNK, TranslationTask, mean_encoder_states, seq2seq_vocab
 from ..vocab import Vocab
 
@@ -53,6 +53,10 @@ class AutoencoderDataConfig:
     encoding: str = "utf-8"
     word_dropout: float = 0.25  # share of the decoder's input tokens replaced by <unk> in training
     noise: float = 0.0  # share of the encoder's input tokens deleted in training (denoising)
+    # Share of the training sentences also given as people type them (lower-case, no final
+    # punctuation; translate.pairs.typed_variant), written back as typed: Tatoeba's sentences are
+    # all edited, and a model of them alone wrote "this movie was great" back as "Stis movie was geams wearg."
+    typed_copies: float = 0.0
 
     def validate(self) -> None:
         if self.tokenizer not in ("char", "bpe"):
@@ -65,6 +69,8 @@ class AutoencoderDataConfig:
         for value, option in ((self.word_dropout, "--word-dropout"), (self.noise, "--noise")):
             if not 0 <= value < 1:
                 raise UsageError(f"{option} must be in [0, 1), not {value}")
+        if not 0 <= self.typed_copies <= 1:
+            raise UsageError(f"--typed-copies must be in [0, 1], not {self.typed_copies}")
         check_encoding(self.encoding)
 
 
@@ -91,8 +97,11 @@ def read_sentences(path: str | Path, data: AutoencoderDataConfig) -> list[str]:
 
 
 def split_sentences(sentences: Sequence[str], data: AutoencoderDataConfig) -> PairSplit:
-    """The translator's deterministic split, each sentence its own pair."""
-    return split_pairs([(s, s) for s in sentences], test_size=data.test_size, dev_size=data.dev_size, seed=data.split_seed)
+    """The translator's deterministic split, each sentence its own pair, and the typed copies of a
+    share of the training sentences (data.typed_copies) after them; dev and test stay as written."""
+    split = split_pairs([(s, s) for s in sentences], test_size=data.test_size, dev_size=data.dev_size, seed=data.split_seed)
+    # A copy's typed sentence is its own target: training reads only the first of a pair.
+    return replace(split, train=with_typed_copies(split.train, data.typed_copies, seed=data.split_seed))
 
 
 class AutoencoderTask(TranslationTask):
@@ -271,11 +280,18 @@ def reconstruction_figures(model: Translator, vocab: Vocab, sentences: Sequence[
                           errors / max(1, sum(len(s) for s in sentences)))
 
 
-def held_out_test_sentences(checkpoint: Checkpoint, path: str | None = None) -> list[str]:
-    """The held-out test sentences of the run that made a checkpoint (its file, or path)."""
+def held_out_sentences(checkpoint: Checkpoint, path: str | None = None, *, part: str = "test") -> list[str]:
+    """The held-out sentences ("test" or "dev") of the run that made a checkpoint (its file, or path)."""
     data = AutoencoderDataConfig(**checkpoint.metadata["data_config"])
     source = locate_data_file(path or recorded_data_file(checkpoint.metadata["corpus_path"]), "sentence file")
-    return [s for s, _ in split_sentences(read_sentences(source, data), data).test]
+    split = split_sentences(read_sentences(source, data), data)
+    return [s for s, _ in (split.test if part == "test" else split.dev)]
+
+
+def as_typed(sentences: Sequence[str], seed: int = 0) -> list[str]:
+    """The sentences as people type them (translate.pairs.typed_variant), drawn with seed."""
+    rng = random.Random(seed)
+    return [typed_variant(s, rng) for s in sentences]
 
 
 def _edit_distance(a: str, b: str) -> int:
