@@ -117,15 +117,24 @@ def read_labelled(paths: Sequence[str | Path], *, skip_bad: bool = False, encodi
                     raw_labels.append(name)
     if not texts:
         raise CharrnnError(f"{', '.join(str(p) for p in paths)}: no labelled texts found")
+    return index_labels(texts, raw_labels, label_names, bad=bad, where="the data", single="class", need="a classifier")
+
+
+def index_labels(texts: list[str], raw_labels: list[str], label_names: Sequence[str] | None, *, bad: list[int],
+                 where: str, single: str = "label", need: str) -> LabelledTexts:
+    """LabelledTexts of texts and their labels as read. Without label_names the labels are the
+    distinct ones read, sorted, and there must be two or more (need: who needs them); with
+    label_names (a trained model's), those, in their order, and a label outside them is an error.
+    where names what the labels were read from, and single what one is called, in the messages."""
     if label_names is None:
         names = sorted(set(raw_labels))
         if len(names) < 2:
-            raise CharrnnError(f"the data has a single class ({names[0]!r}); a classifier needs at least two")
+            raise CharrnnError(f"{where} has a single {single} ({names[0]!r}); {need} needs at least two")
     else:
         names = list(label_names)
         unknown = sorted(set(raw_labels) - set(names))
         if unknown:
-            raise CharrnnError(f"the data has label(s) the model does not know: {', '.join(map(repr, unknown[:10]))}; "
+            raise CharrnnError(f"{where} has label(s) the model does not know: {', '.join(map(repr, unknown[:10]))}; "
                                f"the model's labels are {', '.join(map(repr, names))}")
     index = {name: i for i, name in enumerate(names)}
     return LabelledTexts(texts, [index[label] for label in raw_labels], names, bad)

@@ -56,3 +56,17 @@ def test_the_bundled_forecaster_continues_a_yearly_season():
     assert [d.strftime("%Y-%m") for d in forecast.dates][:2] == ["1961-01", "1961-02"]
     assert forecast.dates[int(np.argmax(forecast.median))].month in (6, 7, 8)  # the peak stays in summer
     assert np.all(forecast.lower <= forecast.median) and np.all(forecast.median <= forecast.upper)
+
+
+def test_the_bundled_autoencoder_writes_sentences_back_as_written_or_typed():
+    import numpy as np
+
+    from charrnn.autoencode.task import load_autoencoder, reconstruct
+    from charrnn.embedding import load_embedder
+
+    model, vocab, _ = load_autoencoder(bundled("sentences"), device="cpu")
+    sentences = ["Where is the station?", "i am hungry", "tom is reading a book"]
+    assert reconstruct(model, vocab, sentences) == sentences
+    vectors = load_embedder("sentences", device="cpu").embed(["I am hungry.", "I'm hungry.", "The train left early."])
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert unit[0] @ unit[1] > unit[0] @ unit[2]  # a paraphrase nearer than another sentence

@@ -48,7 +48,7 @@ def test_bad_files_are_one_line_errors(tmp_path):
     with pytest.raises(CharrnnError, match=r"2 malformed line\(s\).*line 2, 3"):
         read_label_column(bad, "label")
     assert read_label_column(bad, "label", skip_bad=True).texts == ["fine", "ok"]
-    with pytest.raises(CharrnnError, match="one label"):
+    with pytest.raises(CharrnnError, match="single label"):
         read_label_column(write(tmp_path / "d.tsv", "a\tpos\nb\tpos\n"), "label")
     with pytest.raises(CharrnnError, match="does not know: 'meh'"):
         read_label_column(write(tmp_path / "e.tsv", "a\tpos\nb\tmeh\n"), "label", label_names=["neg", "pos"])
@@ -99,6 +99,16 @@ def conditional(cell, at, seed=0):
     return model
 
 
+def stepped(model, x):
+    """The logits of generation's stepper run over x one token at a time: (B, T, V)."""
+    stepper = model.stepper()
+    state, steps = stepper.split_state(model.init_state(x.shape[0])), []
+    for t in range(x.shape[1]):
+        logits, state = stepper.step(x[:, t], state)
+        steps.append(logits)
+    return torch.stack(steps, dim=1)
+
+
 @pytest.mark.parametrize("at", ["every", "start"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "wavenet"])
 def test_generation_steps_read_the_label_as_the_whole_sequence_does(cell, at):
@@ -108,13 +118,7 @@ def test_generation_steps_read_the_label_as_the_whole_sequence_does(cell, at):
         x = torch.tensor([[0, 3, 5, 0, 7, 2, 9, 0, 4]])  # token 0 begins a text
         for name in ("neg", "pos"):
             labelled = model.with_label(name)
-            whole, _, _ = labelled(x)
-            stepper = labelled.stepper()
-            state, steps = stepper.split_state(labelled.init_state(1)), []
-            for t in range(x.shape[1]):
-                logits, state = stepper.step(x[:, t], state)
-                steps.append(logits)
-            torch.testing.assert_close(torch.stack(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(stepped(labelled, x), labelled(x)[0], atol=1e-5, rtol=1e-5)
         neg, _, _ = model.with_label("neg")(x)
         pos, _, _ = model.with_label("pos")(x)
         assert not torch.allclose(neg, pos)
@@ -128,12 +132,7 @@ def test_guided_generation_steps_as_the_whole_sequence_and_pushes_from_the_other
         guided = model.with_label("pos", guidance=2.0)
         whole, _, _ = guided(x)
         torch.testing.assert_close(whole, pos + 2.0 * (pos - neg))
-        stepper = guided.stepper()
-        state, steps = stepper.split_state(guided.init_state(1)), []
-        for t in range(x.shape[1]):
-            logits, state = stepper.step(x[:, t], state)
-            steps.append(logits)
-        torch.testing.assert_close(torch.stack(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(stepped(guided, x), whole, atol=1e-5, rtol=1e-5)
 
 
 def test_at_start_the_label_is_read_only_where_a_text_begins():

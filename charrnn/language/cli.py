@@ -43,7 +43,7 @@ def train(
     seq_len: Annotated[Optional[int], typer.Option(help="Truncated-BPTT window length \\[default: 64].", rich_help_panel="Optimisation")] = None,
     condition: Annotated[Optional[str], typer.Option(metavar="COLUMN", rich_help_panel="Data", help=(
         "Train a conditional model: the corpus is tab-separated, text<TAB>label lines or a header naming its columns "
-        "(the texts in one named text), and COLUMN holds each text's label; `sample --condition LABEL` then writes in its style."))] = None,
+        "(the texts in the one named text), and COLUMN holds each text's label; `sample --condition LABEL` then writes in its style."))] = None,
     condition_at: Annotated[str, typer.Option(rich_help_panel="Model", help=(
         "Where the model reads the label: every (added to every token's input) or start (only to the newline that begins each text)."))] = "every",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines of a --condition file instead of stopping.")] = False,
@@ -65,7 +65,8 @@ def train(
                                      condition=condition, skip_bad=skip_bad)
     progress = TrainingProgress(quiet=options.quiet, unit="char" if options.tokenizer == "char" else "tok")
     result = train_language_model(
-        corpus, model_config={**options.model_options(), "condition_at": condition_at}, data=data_config, train=options.train_config(default_epochs=10.0),
+        corpus, model_config={**options.model_options(), "condition_at": condition_at}, data=data_config,
+        train=options.train_config(default_epochs=10.0),
         run_dir=options.run_dir, resume=options.resume, device=options.device, precision=options.precision,
         overwrite=options.overwrite, on_event=progress,
     )
@@ -89,7 +90,7 @@ def sample(
     guidance: Annotated[float, typer.Option(help="With --condition: push each token away from the other labels' predictions by this much (0: none); "
                                                  "the label shows more clearly, the text grows less fluent.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON line a sample: sample, seed, prime, condition, text (the prime included), written when the sample is complete.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line a sample: sample, seed, prime, condition, guidance, text (the prime included), written when the sample is complete.")] = False,
 ):
     """Generate text from a trained model, streamed to stdout as it is made."""
     if prime is not None and prime_file is not None:
@@ -117,7 +118,8 @@ def sample(
         if as_json:
             # Samples may hold blank lines themselves: a JSON line each keeps them apart.
             text = (prime or "") + "".join(pieces)
-            out.write(json.dumps({"sample": i + 1, "seed": sample_seed, "prime": prime, "condition": condition, "guidance": guidance, "text": text}, ensure_ascii=False) + "\n")
+            record = {"sample": i + 1, "seed": sample_seed, "prime": prime, "condition": condition, "guidance": guidance, "text": text}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             continue
         if i > 0:

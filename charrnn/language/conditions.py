@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CharrnnError, UsageError, malformed_lines_error
-from ..labelled import LabelledTexts, numbered_lines
+from ..labelled import LabelledTexts, index_labels, numbered_lines
 from ..vocab import Vocab
 
 TEXT_COLUMN = "text"  # with a header, the texts are the column of this name
@@ -52,18 +52,8 @@ def read_label_column(path: Path, column: str, *, encoding: str = "utf-8", sourc
         raise malformed_lines_error(f"data file {source}", bad, f"{columns[0]} tab-separated fields, the text and the label non-empty")
     if not texts:
         raise CharrnnError(f"data file {source} has no labelled texts")
-    if label_names is None:
-        names = sorted(set(raw_labels))
-        if len(names) < 2:
-            raise CharrnnError(f"the column {column!r} of {source} holds one label ({names[0]!r}); conditioning needs two or more")
-    else:
-        names = list(label_names)
-        unknown = sorted(set(raw_labels) - set(names))
-        if unknown:
-            raise CharrnnError(f"the column {column!r} of {source} has label(s) the model does not know: "
-                               f"{', '.join(map(repr, unknown[:10]))}; it knows {', '.join(map(repr, names))}")
-    index = {name: i for i, name in enumerate(names)}
-    return LabelledTexts(texts, [index[label] for label in raw_labels], names, bad)
+    return index_labels(texts, raw_labels, label_names, bad=bad, where=f"the column {column!r} of {source}",
+                        need="a conditional model")
 
 
 def _columns(first: list[str], column: str, source: str) -> tuple[tuple[int, int, int], bool]:
