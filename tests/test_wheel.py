@@ -113,7 +113,7 @@ def test_python_loads_a_bundled_model_by_name(installed):
             "print(sorted(charrnn.bundled_models()), saved.task)")
     proc = _run([str(installed["python"]), "-c", code], cwd=installed["cwd"], env=installed["env"])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["['airline',", "'sentiment',", "'shakespeare',", "'spa-eng']", "language_model"]
+    assert proc.stdout.split() == ["['airline',", "'sentences',", "'sentiment',", "'shakespeare',", "'spa-eng']", "language_model"]
 
 
 def test_forecast_with_the_bundled_model_without_its_corpus(installed):
