@@ -56,6 +56,8 @@ class AutoencoderDataConfig:
     # Share of the training sentences also given as people type them (lower-case, no final
     # punctuation; translate.pairs.typed_variant), written back as typed: Tatoeba's sentences are
     # all edited, and a model of them alone wrote "this movie was great" back as "Stis movie was geams wearg."
+    # 0 here, so that runs saved before the option resume on the sentences they trained on;
+    # `autoencode train` gives 0.25, chosen on the dev sentences (README).
     typed_copies: float = 0.0
 
     def validate(self) -> None:
