@@ -167,11 +167,13 @@ def evaluate_recurrent(step, val: torch.Tensor, streams: int = 16, window: int =
 
     The split is cut into `streams` contiguous streams read side by side, `window` characters at
     a time, with the state carried from one window to the next. The last stream is padded; padded
-    targets are ignored, so every character counts exactly once."""
-    x, y = val[:-1], val[1:]
+    targets are ignored, so every character counts exactly once. val may also be (N, K): the
+    character ids in its first column and what goes with each (a conditional model's labels) in
+    the others; step then gets x (B, T, K), and the targets are the first column's."""
+    x, y = val[:-1], val[1:] if val.dim() == 1 else val[1:, 0]
     stream_len = math.ceil(len(x) / streams)
     pad = streams * stream_len - len(x)
-    x = torch.cat([x, x.new_zeros(pad)]).view(streams, stream_len)
+    x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]).view(streams, stream_len, *x.shape[1:])
     y = torch.cat([y, y.new_full((pad,), -100)]).view(streams, stream_len)  # -100: ignored
     total, state = 0.0, None
     for p in range(0, stream_len, window):

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
-from common import bench_env, charrnn_command, log, make_parser, precision_label, precision_paths, print_table, set_threads
+from common import bench_env, charrnn_command, evaluate_recurrent, log, make_parser, precision_label, precision_paths, print_table, set_threads
 
 from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
 from charrnn.corpora import find_corpus_file
@@ -79,21 +78,13 @@ def train(work: Path, name: str, options: list[str], data: Path, precision: str,
     return run_dir, json.loads(done.stdout)
 
 
-@torch.no_grad()
-def stream_loss(model: LanguageModel, stream: np.ndarray, conditioned: bool, streams: int = 16, window: int = 256) -> float:
-    """Nats per token over a (token, label) stream, every token after the first scored once, read
-    as `streams` parallel streams with the state carried (padded targets are ignored)."""
-    tokens, labels = (torch.from_numpy(stream[:, k].astype(np.int64)) for k in (0, 1))
-    x, y, c = tokens[:-1], tokens[1:], labels[:-1]
-    length = -(-len(x) // streams)
-    pad = streams * length - len(x)
-    x, c = (torch.cat([t, t.new_ones(pad)]).view(streams, length) for t in (x, c))
-    y = torch.cat([y, y.new_full((pad,), -100)]).view(streams, length)
-    total, state = 0.0, None
-    for p in range(0, length, window):
-        logits, state, _ = model(x[:, p : p + window], state, condition=c[:, p : p + window] if conditioned else None)
-        total += float(F.cross_entropy(logits.float().flatten(0, 1), y[:, p : p + window].flatten(), reduction="sum"))
-    return total / len(tokens[1:])
+def stream_loss(model: LanguageModel, stream: np.ndarray, conditioned: bool) -> float:
+    """Nats per token over a (token, label) stream by the shared protocol (common.evaluate_recurrent),
+    the labels read only by a conditioned model."""
+    def step(x, state):
+        return model(x[..., 0], state, condition=x[..., 1] if conditioned else None)[:2]
+
+    return evaluate_recurrent(step, torch.from_numpy(stream.astype(np.int64)))
 
 
 def test_stream(test_file: Path, vocab, label_names: list[str]) -> tuple[np.ndarray, int]:

@@ -26,9 +26,10 @@ def read_label_column(path: Path, column: str, *, encoding: str = "utf-8", sourc
 
     A first line with a field named column is a header: the texts are then the column named
     "text", or in a file of two columns the other one. Without a header (a first line that names
-    neither column), every line is text<TAB>label. A line with another number of fields, or an empty text or label, is an error
-    naming its number (skipped with skip_bad); blank lines are ignored. label_names, when given
-    (a trained model's labels), fixes their order, and a label outside them is an error."""
+    neither column), every line is text<TAB>label. A line with another number of fields, or an
+    empty text or label, is an error naming its number (skipped with skip_bad); blank lines are
+    ignored. label_names, when given (a trained model's labels), fixes their order, and a label
+    outside them is an error."""
     source = source or str(path)
     texts: list[str] = []
     raw_labels: list[str] = []
