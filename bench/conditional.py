@@ -140,7 +140,7 @@ def speed_rows(dtype: torch.dtype | None, vocab_size: int, quick: bool) -> list[
         return 1e6 * (time.perf_counter() - started) / 2000
 
     plain_train, cond_train = train_step_ms(plain, None), train_step_ms(conditioned, labels)
-    plain_sample, cond_sample = sample_step_us(plain.stepper()), sample_step_us(conditioned.with_label("pos").stepper())
+    plain_sample, cond_sample = sample_step_us(plain.stepper()), sample_step_us(conditioned.with_condition("pos").stepper())
     return [["training step, batch 32 x 64 (ms)", f"{plain_train:.1f}", f"{cond_train:.1f}", f"{cond_train / plain_train:.2f}x"],
             ["sampling step, batch 1, fp32 (us)", f"{plain_sample:.0f}", f"{cond_sample:.0f}", f"{cond_sample / plain_sample:.2f}x"]]
 

@@ -833,7 +833,8 @@ def test_nearest_file_bytes(models, content, k, as_json, encoding):
 @fuzz(1.5)
 @given(content=FILE_BYTES, encoding=st.one_of(st.just([]), TEXT_ENCODINGS.map(lambda e: ["--encoding", e])),
        tokenizer=st.sampled_from([[], ["--tokenizer", "bpe", "--vocab-size", "260"]]), from_stdin=st.booleans(),
-       condition=st.sampled_from([[], ["--condition", "label"], ["--condition", "text", "--condition-at", "start", "--skip-bad"]]))
+       condition=st.sampled_from([[], ["--condition", "label"], ["--condition", "text", "--condition-at", "start", "--skip-bad"],
+                                        ["--condition", "label", "--condition-type", "vector", "--skip-bad"]]))
 def test_corpus_bytes(models, content, encoding, tokenizer, from_stdin, condition):
     with models.workdir() as work:
         (work / "corpus.txt").write_bytes(content)

@@ -36,6 +36,16 @@ def conditional_language_model(root):
                                               data=LanguageDataConfig(batch_size=4, seq_len=16, condition="label"), **run)
 
 
+def vector_conditional_language_model(root):
+    rng = random.Random(6)
+    lines = [f"{'the cat sat.' if score > 0 else 'we saw a dog.'}\t{score:.2f}, {rng.random():.2f}\n"
+             for score in (rng.uniform(-1, 1) for _ in range(300))]
+    (root / "scored.tsv").write_text("".join(lines))
+    return lambda **run: train_language_model(str(root / "scored.tsv"), model_config=dict(hidden_size=16, num_layers=1, dropout=0.1),
+                                              data=LanguageDataConfig(batch_size=4, seq_len=16, condition="label",
+                                                                      condition_type="vector"), **run)
+
+
 def translator(root):
     rng = random.Random(1)
     words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 5))) for _ in range(600)]
@@ -76,7 +86,7 @@ def step_losses(run_dir):
     return {e["step"]: e["loss"] for e in events if e["event"] == "step"}
 
 
-@pytest.mark.parametrize("task", [language_model, conditional_language_model, translator, classifier, forecaster, autoencoder])
+@pytest.mark.parametrize("task", [language_model, conditional_language_model, vector_conditional_language_model, translator, classifier, forecaster, autoencoder])
 def test_new_run_ctrl_c_resume_and_info(task, tmp_path):
     train = task(tmp_path)
     options = dict(device="cpu", precision="fp32")

@@ -43,9 +43,13 @@ def train(
     seq_len: Annotated[Optional[int], typer.Option(help="Truncated-BPTT window length \\[default: 64].", rich_help_panel="Optimisation")] = None,
     condition: Annotated[Optional[str], typer.Option(metavar="COLUMN", rich_help_panel="Data", help=(
         "Train a conditional model: the corpus is tab-separated, text<TAB>label lines or a header naming its columns "
-        "(the texts in the one named text), and COLUMN holds each text's label; `sample --condition LABEL` then writes in its style."))] = None,
+        "(the texts in the one named text), and COLUMN holds each text's label (or vector, with --condition-type vector); "
+        "`sample --condition LABEL` then writes in its style."))] = None,
+    condition_type: Annotated[str, typer.Option(rich_help_panel="Data", help=(
+        "What the --condition column holds: label (a name) or vector (numbers separated by spaces or commas, "
+        "as many on every line: ratings, scores, embeddings)."))] = "label",
     condition_at: Annotated[str, typer.Option(rich_help_panel="Model", help=(
-        "Where the model reads the label: every (added to every token's input) or start (only to the newline that begins each text)."))] = "every",
+        "Where the model reads the condition: every (added to every token's input) or start (only to the newline that begins each text)."))] = "every",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", rich_help_panel="Data", help="Skip malformed lines of a --condition file instead of stopping.")] = False,
     **shared,
 ):
@@ -58,11 +62,11 @@ def train(
     from .task import LanguageDataConfig, train_language_model
 
     options = TrainingOptions.take(shared)
-    if condition is None and (condition_at != "every" or skip_bad):
-        raise UsageError("--condition-at and --skip-bad are for a conditional model; give --condition COLUMN")
+    if condition is None and (condition_at != "every" or condition_type != "label" or skip_bad):
+        raise UsageError("--condition-at, --condition-type and --skip-bad are for a conditional model; give --condition COLUMN")
     data_config = LanguageDataConfig(batch_size=options.batch_size, seq_len=seq_len, val_frac=val_frac,
                                      tokenizer=options.tokenizer, vocab_size=options.vocab_size, encoding=encoding,
-                                     condition=condition, skip_bad=skip_bad)
+                                     condition=condition, condition_type=condition_type, skip_bad=skip_bad)
     progress = TrainingProgress(quiet=options.quiet, unit="char" if options.tokenizer == "char" else "tok")
     result = train_language_model(
         corpus, model_config={**options.model_options(), "condition_at": condition_at}, data=data_config,
@@ -86,9 +90,12 @@ def sample(
     length: Annotated[int, typer.Option("--length", "-n", help="Tokens (characters for a char model) to generate.")] = 1000,
     num_samples: Annotated[int, typer.Option(help="Independent samples, separated by a blank line (with --json: one line each).")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: the same seed gives the same text.")] = None,
-    condition: Annotated[Optional[str], typer.Option(metavar="LABEL", help="For a model trained with --condition: the label to write in the style of.")] = None,
-    guidance: Annotated[float, typer.Option(help="With --condition: push each token away from the other labels' predictions by this much (0: none); "
-                                                 "the label shows more clearly, the text grows less fluent.")] = 0.0,
+    condition: Annotated[Optional[str], typer.Option(metavar="LABEL", help=(
+        "For a model trained with --condition: the label to write in the style of, or the vector "
+        "(numbers separated by spaces or commas) of a model trained with --condition-type vector."))] = None,
+    guidance: Annotated[float, typer.Option(help="With --condition: push each token away from the other labels' predictions "
+                                                 "(a vector's: from no condition) by this much (0: none); "
+                                                 "the condition shows more clearly, the text grows less fluent.")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line a sample: sample, seed, prime, condition, guidance, text (the prime included), written when the sample is complete.")] = False,
 ):

@@ -1,11 +1,15 @@
-"""The conditional language model's data: the texts and one label column of a tab-separated file
-become one token stream, each text begun by a newline, with every token's label beside it. The
-texts go in a seeded order, so the validation split at the stream's end holds every label."""
+"""The conditional language model's data: the texts and one condition column of a tab-separated
+file become one token stream, each text begun by a newline, with every token's condition beside it.
+A condition is a label (a word naming a class) or a vector (numbers). The texts go in a seeded
+order, so the validation split at the stream's end holds every label."""
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +19,22 @@ from ..labelled import LabelledTexts, index_labels, numbered_lines
 from ..vocab import Vocab
 
 TEXT_COLUMN = "text"  # with a header, the texts are the column of this name
+CONDITION_TYPES = ("label", "vector")
 # The order of the texts is the file's, not the run's: runs with different --seed values validate
 # on the same texts, and a file sorted by label still gets a validation split of every label.
 STREAM_SEED = 0
+
+
+@dataclass
+class VectorTexts:
+    """Texts and a vector of numbers for each: vectors is (texts, size) float32."""
+
+    texts: list[str]
+    vectors: np.ndarray
+    bad_lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
 
 
 def read_label_column(path: Path, column: str, *, encoding: str = "utf-8", source: str | None = None,
@@ -31,10 +48,52 @@ def read_label_column(path: Path, column: str, *, encoding: str = "utf-8", sourc
     ignored. label_names, when given (a trained model's labels), fixes their order, and a label
     outside them is an error."""
     source = source or str(path)
-    texts: list[str] = []
-    raw_labels: list[str] = []
-    bad: list[int] = []
-    columns = None  # (fields per line, text's field, label's field), from the first line
+    texts, raw_labels, bad = _read_column(path, column, encoding, source, skip_bad, str.strip, "the label non-empty")
+    return index_labels(texts, raw_labels, label_names, bad=bad, where=f"the column {column!r} of {source}",
+                        need="a conditional model")
+
+
+def read_vector_column(path: Path, column: str, *, encoding: str = "utf-8", source: str | None = None,
+                       skip_bad: bool = False, size: int | None = None) -> VectorTexts:
+    """Texts and one column of vectors: each field numbers separated by spaces or commas (in
+    brackets or not, so a JSON list will do), as many on every line; the file's layout as for
+    read_label_column. size, when given (a trained model's), is the count every line must have;
+    otherwise the first line's sets it."""
+    source = source or str(path)
+    sizes = [size]
+
+    def parse(field: str) -> list[float] | None:
+        vector = parse_vector(field)
+        if vector is None or sizes[0] not in (None, len(vector)):
+            return None
+        sizes[0] = len(vector)
+        return vector
+
+    count = f"{size} numbers" if size else "the same count of numbers on every line"
+    texts, vectors, bad = _read_column(path, column, encoding, source, skip_bad, parse, f"the vector {count}")
+    return VectorTexts(texts, np.asarray(vectors, dtype=np.float32), bad)
+
+
+def parse_vector(field: str) -> list[float] | None:
+    """The finite numbers of "0.5 -1 2", "0.5,-1,2" or "[0.5, -1, 2]"; None for anything else."""
+    body = field.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    try:
+        numbers = [float(part) for part in re.split(r"[\s,]+", body.strip()) if part]
+    except ValueError:
+        return None
+    if not numbers or not all(map(math.isfinite, numbers)):
+        return None
+    return numbers
+
+
+def _read_column(path: Path, column: str, encoding: str, source: str, skip_bad: bool,
+                 parse: Callable[[str], object | None], rule: str) -> tuple[list[str], list, list[int]]:
+    """(texts, each text's parsed condition field, numbers of the lines skipped) of a tab-separated
+    file; parse returns None for a field that is not a condition (the line is then malformed)."""
+    texts, values, bad = [], [], []
+    columns = None  # (fields per line, text's field, condition's field), from the first line
     for number, line in numbered_lines(path, encoding):
         fields = line.rstrip("\r\n").split("\t")
         if not "".join(fields).strip():
@@ -43,18 +102,18 @@ def read_label_column(path: Path, column: str, *, encoding: str = "utf-8", sourc
             columns, is_header = _columns(fields, column, source)
             if is_header:
                 continue
-        width, text_at, label_at = columns
-        if len(fields) != width or not fields[text_at].strip() or not fields[label_at].strip():
+        width, text_at, value_at = columns
+        value = parse(fields[value_at]) if len(fields) == width and fields[value_at].strip() else None
+        if value is None or not fields[text_at].strip():
             bad.append(number)
             continue
         texts.append(fields[text_at].strip())
-        raw_labels.append(fields[label_at].strip())
+        values.append(value)
     if bad and not skip_bad:
-        raise malformed_lines_error(f"data file {source}", bad, f"{columns[0]} tab-separated fields, the text and the label non-empty")
+        raise malformed_lines_error(f"data file {source}", bad, f"{columns[0]} tab-separated fields, the text non-empty, {rule}")
     if not texts:
-        raise CharrnnError(f"data file {source} has no labelled texts")
-    return index_labels(texts, raw_labels, label_names, bad=bad, where=f"the column {column!r} of {source}",
-                        need="a conditional model")
+        raise CharrnnError(f"data file {source} has no texts with a condition")
+    return texts, values, bad
 
 
 def _columns(first: list[str], column: str, source: str) -> tuple[tuple[int, int, int], bool]:
@@ -80,16 +139,53 @@ def stream_order(count: int) -> list[int]:
     return order
 
 
-def stream_text(data: LabelledTexts) -> str:
-    """The stream's text without its labels: what an unconditioned model of the same file reads
-    (bench/conditional.py trains one on it)."""
+def stream_text(data: LabelledTexts | VectorTexts) -> str:
+    """The stream's text without its conditions: what an unconditioned model of the same file
+    reads (bench/conditional.py trains one on it)."""
     return "".join("\n" + data.texts[i] for i in stream_order(len(data)))
 
 
-def condition_stream(data: LabelledTexts, vocab: Vocab) -> np.ndarray:
+def condition_ids(data: LabelledTexts | VectorTexts) -> list[int]:
+    """Each text's condition id: 1 + its label's index in label_names, or for vectors 1 + the
+    text's own index (its row of condition_table). 0 is "none"."""
+    if isinstance(data, VectorTexts):
+        return list(range(1, len(data) + 1))
+    return [label + 1 for label in data.labels]
+
+
+@dataclass
+class StreamConditions:
+    """What a conditional stream holds besides its tokens and condition ids: the labels the ids
+    name, or for vectors, table (ids, size): the vector of each id, row 0 (none) the mean vector,
+    which the model reads as no condition (see model.LanguageModel)."""
+
+    labels: list[str] = field(default_factory=list)
+    table: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, data: LabelledTexts | VectorTexts) -> StreamConditions:
+        if isinstance(data, LabelledTexts):
+            return cls(labels=data.label_names)
+        return cls(table=np.concatenate([data.vectors.mean(axis=0, keepdims=True), data.vectors]).astype(np.float32))
+
+    def model_fields(self, vocab: Vocab) -> dict:
+        """The LanguageModelConfig fields of a model conditioned on these (none for a plain stream)."""
+        if self.labels:
+            return {"conditions": self.labels, "condition_token": start_token(vocab)}
+        if self.table is None:
+            return {}
+        vectors = self.table[1:].astype(np.float64)
+        scale = vectors.std(axis=0)
+        return {"condition_size": vectors.shape[1], "condition_token": start_token(vocab),
+                "condition_mean": vectors.mean(axis=0).tolist(),
+                # A number that never varies carries nothing; a scale of 1 keeps it harmless.
+                "condition_scale": np.where(scale > 0, scale, 1.0).tolist()}
+
+
+def condition_stream(data: LabelledTexts | VectorTexts, vocab: Vocab) -> np.ndarray:
     """(N, 2) int32: column 0 the tokens of the texts in stream order, each begun by the newline
-    token; column 1 every token's label (1 + its index in label_names). A text's newline takes the
-    text's label, so the model reads the label before it predicts the text's first token."""
+    token; column 1 every token's condition id (see condition_ids). A text's newline takes the
+    text's condition, so the model reads it before it predicts the text's first token."""
     newline = start_token(vocab)
     order = stream_order(len(data))
     if vocab.kind == "char":  # one token a character: encode the stream in one call
@@ -99,11 +195,12 @@ def condition_stream(data: LabelledTexts, vocab: Vocab) -> np.ndarray:
         pieces = [[newline, *vocab.encode(data.texts[i])] for i in order]
         tokens = np.fromiter((t for piece in pieces for t in piece), dtype=np.int64)
         lengths = [len(piece) for piece in pieces]
-    labels = np.repeat(np.asarray([data.labels[i] + 1 for i in order], dtype=np.int64), lengths)
-    return np.stack([tokens, labels], axis=1).astype(np.int32)
+    ids = condition_ids(data)
+    conditions = np.repeat(np.asarray([ids[i] for i in order], dtype=np.int64), lengths)
+    return np.stack([tokens, conditions], axis=1).astype(np.int32)
 
 
-def stream_vocab(data: LabelledTexts, kind: str, vocab_size: int) -> Vocab:
+def stream_vocab(data: LabelledTexts | VectorTexts, kind: str, vocab_size: int) -> Vocab:
     """The vocabulary of the texts and the newline that begins each."""
     if kind == "char":
         return Vocab.build_char(set("\n").union(*data.texts))

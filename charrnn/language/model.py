@@ -1,9 +1,11 @@
 """The character (or subword) language model: embedding, one of the shared sequence layers (a
 recurrent stack from cells.py, or the WaveNet stack from wavenet.py read as a stream), a linear
-head over the vocabulary; optionally conditioned on a label (vector to sequence)."""
+head over the vocabulary; optionally conditioned on a label or a vector of numbers (vector to
+sequence)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +15,7 @@ from torch.nn import functional as F
 from ..cells import CELL_TYPES, MAX_HIDDEN_SIZE, Recurrent, RecurrentConfig, State, check_recurrent_options
 from ..errors import UsageError
 from ..wavenet import WaveNet, WaveNetConfig, check_wavenet_options
+from .conditions import parse_vector
 
 CELLS = (*CELL_TYPES, "wavenet")
 CONDITION_AT = ("every", "start")
@@ -30,20 +33,29 @@ class LanguageModelConfig:
     num_layers: int | None = None  # recurrent layers, or the WaveNet's dilated layers; None: the cell's default
     embedding_size: int | None = None  # None: the same as hidden_size
     dropout: float = 0.0
-    # A conditional model: the labels it is conditioned on (none: an unconditioned model, with no
-    # condition weights), and where a label is read: at "every" token, or only at the "start" of
-    # each text, the condition_token that begins one (a newline), from where the recurrence must
-    # carry it.
+    # A conditional model: the labels it is conditioned on, or the size of the vectors it is (one
+    # of the two; neither: an unconditioned model, with no condition weights), and where a
+    # condition is read: at "every" token, or only at the "start" of each text, the
+    # condition_token that begins one (a newline), from where the recurrence must carry it.
     conditions: list[str] = field(default_factory=list)
     condition_at: str = "every"
     condition_token: int | None = None
+    condition_size: int = 0
+    # A vector is read standardised: (vector - mean) / scale, the training vectors' mean and
+    # standard deviation, so numbers of any range (ratings, counts, embeddings) start alike.
+    condition_mean: list[float] = field(default_factory=list)
+    condition_scale: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise UsageError(f"unknown --cell {self.cell!r}; choose one of {', '.join(CELLS)}")
         if self.condition_at not in CONDITION_AT:
             raise UsageError(f"unknown --condition-at {self.condition_at!r}; choose one of {', '.join(CONDITION_AT)}")
-        if self.conditions and self.condition_at == "start" and self.condition_token is None:
+        if self.conditions and self.condition_size:
+            raise ValueError("a model is conditioned on labels or on vectors, not both")
+        if self.condition_size and not len(self.condition_mean) == len(self.condition_scale) == self.condition_size:
+            raise ValueError("a vector-conditioned model needs the mean and scale of each of its numbers")
+        if self.conditional and self.condition_at == "start" and self.condition_token is None:
             raise ValueError("a model conditioned at the start of texts needs the token that starts one")
         if self.num_layers is None:  # settled here, so a checkpoint stores the number
             self.num_layers = WAVENET_LAYERS if self.cell == "wavenet" else RECURRENT_LAYERS
@@ -53,6 +65,10 @@ class LanguageModelConfig:
         check_wavenet_options(self.hidden_size, self.num_layers, 1, self.dropout)
         if self.embedding_size is not None and not 1 <= self.embedding_size <= MAX_HIDDEN_SIZE:
             raise UsageError(f"--embedding-size must be between 1 and {MAX_HIDDEN_SIZE:,}, not {self.embedding_size:,}")
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.conditions or self.condition_size)
 
     @classmethod
     def check_options(cls, options: dict) -> None:
@@ -78,11 +94,13 @@ class LanguageModel(nn.Module):
     """Predicts the next token at every position. forward(x, state, targets, condition) returns
     (logits, state, loss); loss is None without targets.
 
-    A conditional model (with config.conditions, its labels) also takes condition (B, T): each
-    token's label id, 1 + the label's index in config.conditions (0: none). A label's learned
-    vector is added to the token's embedding, at every token or only at the tokens that start a
-    text (config.condition_at); so the recurrent layers, their kernels and the generation stepper
-    are the same as an unconditioned model's."""
+    A model conditioned on labels (config.conditions) also takes condition (B, T): each token's
+    label id, 1 + the label's index in config.conditions (0: none); one conditioned on vectors
+    (config.condition_size D) takes condition (B, T, D), each token's vector as given (it is
+    standardised here). A label's learned vector, or a learned linear map of the vector, is added
+    to the token's embedding, at every token or only at the tokens that start a text
+    (config.condition_at); so the recurrent layers, their kernels and the generation stepper are
+    the same as an unconditioned model's."""
 
     task = "language_model"
 
@@ -99,6 +117,14 @@ class LanguageModel(nn.Module):
             # the labels shifted every input by a random vector as long as a token's: on
             # rt-polarity that cost 0.04 nats/char after 4 minutes, and the samples ignored the label.
             nn.init.zeros_(self.condition_embedding.weight)
+        if config.condition_size:
+            # No bias, so the mean vector (standardised: zero) is "no condition", as label 0 is;
+            # zero at the start for the reason the labels are.
+            self.condition_projection = nn.Linear(config.condition_size, embedding_size, bias=False)
+            nn.init.zeros_(self.condition_projection.weight)
+            # Buffers rebuilt from the config, not saved: checkpoints keep the weights they had.
+            self.register_buffer("condition_mean", torch.tensor(config.condition_mean), persistent=False)
+            self.register_buffer("condition_scale", torch.tensor(config.condition_scale), persistent=False)
         # One of the two attributes, by the cell: their names are the checkpoints' weight names.
         if config.cell == "wavenet":
             self.wavenet = WaveNet(config.wavenet_config())
@@ -132,7 +158,7 @@ class LanguageModel(nn.Module):
     ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
         emb = self.embedding(x)  # (B, T, E)
         if condition is not None:  # the unconditioned path pays this test and nothing more
-            emb = emb + self.condition_embedding(self._where_read(x, condition))
+            emb = emb + self._condition_input(x, condition)
         emb = self.dropout(emb)
         out, state = self.body(emb, state)  # (B, T, H)
         logits = self.head(self.dropout(out))  # (B, T, V)
@@ -143,58 +169,85 @@ class LanguageModel(nn.Module):
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
         return logits, state, loss
 
-    def _where_read(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """The labels the model reads: all of them, or (condition_at start) only those of the
-        tokens that start a text, the rest none (0)."""
-        if self.config.condition_at == "every":
-            return condition
-        return condition.masked_fill(x != self.config.condition_token, 0)
+    def _condition_input(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """(B, T, E): what the conditions add to the tokens' inputs: at every token, or
+        (condition_at start) only at the tokens that start a text, elsewhere zero."""
+        every = self.config.condition_at == "every"
+        if not self.config.condition_size:
+            return self.condition_embedding(condition if every else condition.masked_fill(x != self.config.condition_token, 0))
+        shift = self.condition_shift(condition)
+        return shift if every else shift * (x == self.config.condition_token).unsqueeze(-1)
 
-    def input_table(self, label: int | None = None) -> torch.Tensor:
-        """(V, E): the input each token gives the sequence layers under a fixed label (None: the
-        plain embedding). The label's vector is added to every row, or at the start only to the
-        row of the token that starts a text."""
+    def condition_shift(self, condition: int | torch.Tensor) -> torch.Tensor:
+        """(..., E): the input shift of a label id, or of vectors (..., D) as given."""
+        if not self.config.condition_size:
+            return self.condition_embedding.weight[condition]
+        standard = (condition - self.condition_mean) / self.condition_scale
+        return self.condition_projection(standard.to(self.condition_projection.weight.dtype))
+
+    def input_table(self, condition: int | torch.Tensor | None = None) -> torch.Tensor:
+        """(V, E): the input each token gives the sequence layers under a fixed condition, a label id
+        or a vector (None: the plain embedding). The condition's shift is added to every row, or at
+        the start only to the row of the token that starts a text."""
         table = self.embedding.weight
-        if label is None:
+        if condition is None:
             return table
-        vector = self.condition_embedding.weight[label]  # (E,)
+        vector = self.condition_shift(condition)  # (E,)
         if self.config.condition_at == "every":
             return table + vector
         table = table.clone()
         table[self.config.condition_token] += vector
         return table
 
-    def stepper(self, label: int | None = None) -> LanguageModelStepper:
+    def stepper(self, condition: int | torch.Tensor | None = None) -> LanguageModelStepper:
         """A fast one-token-at-a-time runner for generation over a snapshot of the weights; for a
-        conditional model, under a fixed label."""
-        return LanguageModelStepper(self, label)
+        conditional model, under a fixed condition (a label id or a vector)."""
+        return LanguageModelStepper(self, condition)
 
-    def with_label(self, name: str, guidance: float = 0.0) -> LabelledLanguageModel | GuidedLanguageModel:
-        """This conditional model with its label fixed, to generate from (see LabelledLanguageModel),
-        and with guidance > 0, pushed away from its other labels (see GuidedLanguageModel). A label
-        the model does not know is a one-line error listing those it does."""
-        labels = self.config.conditions
-        if not labels:
-            raise UsageError("this model was trained without --condition; it takes no label")
-        if name not in labels:
-            raise UsageError(f"unknown --condition {name!r}; the model knows {', '.join(map(repr, labels))}")
-        label = labels.index(name) + 1
-        if guidance == 0:
-            return LabelledLanguageModel(self, label)
-        others = [LabelledLanguageModel(self, other) for other in range(1, len(labels) + 1) if other != label]
-        return GuidedLanguageModel(LabelledLanguageModel(self, label), others, guidance)
+    def with_condition(self, condition: str | Sequence[float],
+                       guidance: float = 0.0) -> ConditionedLanguageModel | GuidedLanguageModel:
+        """This conditional model with its condition fixed, to generate from (see
+        ConditionedLanguageModel): a label's name, or a vector, as numbers or as text ("0.5 -1",
+        "[0.5, -1]"). With guidance > 0 the model is pushed away from its other labels, or for a
+        vector, from no condition (the mean vector: the average text); see GuidedLanguageModel.
+        A label the model does not know, or a vector of another size, is a one-line error."""
+        config = self.config
+        if not config.conditional:
+            raise UsageError("this model was trained without --condition; it takes no condition")
+        if config.condition_size:
+            vector = parse_vector(condition) if isinstance(condition, str) else [float(v) for v in condition]
+            if vector is None or len(vector) != config.condition_size:
+                raise UsageError(f"this model takes a vector of {config.condition_size} number(s) as --condition "
+                                 f"(separated by spaces or commas), not {condition!r}")
+            own = ConditionedLanguageModel(self, torch.tensor(vector, device=self.embedding.weight.device))
+            others = [ConditionedLanguageModel(self, None)]
+        else:
+            labels = config.conditions
+            if condition not in labels:
+                raise UsageError(f"unknown --condition {condition!r}; the model knows {', '.join(map(repr, labels))}")
+            label = labels.index(condition) + 1
+            own = ConditionedLanguageModel(self, label)
+            others = [ConditionedLanguageModel(self, other) for other in range(1, len(labels) + 1) if other != label]
+        return GuidedLanguageModel(own, others, guidance) if guidance else own
 
 
-class LabelledLanguageModel:
-    """A conditional model under one label, read the way generation reads a model (forward(x,
-    state), init_state, parameters, stepper): the label goes with every token it is given."""
+class ConditionedLanguageModel:
+    """A conditional model under one condition (a label id or a vector; None: no condition), read
+    the way generation reads a model (forward(x, state), init_state, parameters, stepper): the
+    condition goes with every token it is given."""
 
-    def __init__(self, model: LanguageModel, label: int):
+    def __init__(self, model: LanguageModel, condition: int | torch.Tensor | None):
         self.model = model
-        self.label = label
+        self.condition = condition
 
     def __call__(self, x: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None):
-        return self.model(x, state, targets, condition=torch.full_like(x, self.label))
+        if self.condition is None:
+            condition = None
+        elif isinstance(self.condition, int):
+            condition = torch.full_like(x, self.condition)
+        else:
+            condition = self.condition.to(x.device).expand(*x.shape, -1)
+        return self.model(x, state, targets, condition=condition)
 
     def init_state(self, batch_size: int, device: torch.device | None = None) -> State:
         return self.model.init_state(batch_size, device)
@@ -203,20 +256,22 @@ class LabelledLanguageModel:
         return self.model.parameters()
 
     def stepper(self) -> LanguageModelStepper:
-        return self.model.stepper(self.label)
+        return self.model.stepper(self.condition)
 
 
 class GuidedLanguageModel:
-    """A conditional model under one label, its next-token logits pushed away from its other
-    labels': own + guidance * (own - the others' mean), a "negative prompt" of the other labels.
+    """A conditional model under one condition, its next-token logits pushed away from other
+    conditions': own + guidance * (own - the others' mean), a "negative prompt" of the other
+    labels (for a vector, of no condition).
 
     A label's effect on each character is small (on rt-polarity, knowing a review's label saves
     0.002 nats a character), so samples under one label read much like samples under another:
     the bundled classifier gave 51% of them the label asked for. Guidance multiplies what tells
-    the labels apart. Each label's stream is stepped side by side, so a step costs one step per
-    label; it is read the way generation reads a model, like LabelledLanguageModel."""
+    the labels apart. Each condition's stream is stepped side by side, so a step costs one step per
+    label (two for a vector); it is read the way generation reads a model, like
+    ConditionedLanguageModel."""
 
-    def __init__(self, own: LabelledLanguageModel, others: list[LabelledLanguageModel], guidance: float):
+    def __init__(self, own: ConditionedLanguageModel, others: list[ConditionedLanguageModel], guidance: float):
         self.streams = [own, *others]
         self.guidance = guidance
 
@@ -239,7 +294,7 @@ class GuidedLanguageModel:
 
 
 class GuidedStepper:
-    """Steps every label's stream on the same token and combines their logits."""
+    """Steps every condition's stream on the same token and combines their logits."""
 
     def __init__(self, steppers: list[LanguageModelStepper], combine):
         self.steppers = steppers
@@ -258,10 +313,10 @@ class LanguageModelStepper:
     Built from a snapshot of the model's weights (see cells.Stepper and wavenet.WaveNetStepper for why);
     convert a State to layer_states with split_state and back with join_state."""
 
-    def __init__(self, model: LanguageModel, label: int | None = None):
+    def __init__(self, model: LanguageModel, condition: int | torch.Tensor | None = None):
         with torch.no_grad():
-            # A label is folded into the input table once, so a conditioned step costs what a plain one does.
-            self.body = model.body.stepper(input_table=model.input_table(label))
+            # A condition is folded into the input table once, so a conditioned step costs what a plain one does.
+            self.body = model.body.stepper(input_table=model.input_table(condition))
             self.head_weight = model.head.weight.detach().clone()  # (V, H)
             self.head_bias = model.head.bias.detach().clone()
         self.split_state = self.body.split_state

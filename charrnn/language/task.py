@@ -1,6 +1,6 @@
 """The language-model task: a corpus becomes a vocabulary, a token file and a train/validation
 split (or, for a conditional model, a tab-separated file becomes a stream of tokens and their
-labels); training is stateful truncated BPTT; evaluation covers the whole validation split in nats
+conditions); training is stateful truncated BPTT; evaluation covers the whole validation split in nats
 per token, bits per character and perplexity; sampling streams text from a checkpoint."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 from pathlib import Path
@@ -39,7 +39,8 @@ from ..train import TrainConfig, TrainResult, make_optimizer
 from ..vocab import Vocab, format_characters
 from .adaptive import (EVAL_TOKENS, MIN_LR_RATIO, PROBE_SHARE, PROBE_STEPS, SEQ_LEN, WEIGHT_DECAY, RunLength,
                         Settings, choose_settings, probe_step_costs)
-from .conditions import condition_stream, read_label_column, start_token, stream_vocab
+from .conditions import (CONDITION_TYPES, StreamConditions, condition_stream, read_label_column, read_vector_column,
+                         stream_vocab)
 from .model import LanguageModel, LanguageModelConfig
 from .sampling import SamplingConfig, generate
 
@@ -57,7 +58,8 @@ class LanguageDataConfig:
     vocab_size: int = 2000  # BPE only
     encoding: str = "utf-8"
     eval_streams: int = 16
-    condition: str | None = None  # a conditional model's label column in a tab-separated corpus
+    condition: str | None = None  # a conditional model's condition column in a tab-separated corpus
+    condition_type: str = "label"  # what that column holds: a label or a vector of numbers
     skip_bad: bool = False  # skip malformed lines of that file instead of stopping
 
     def validate(self) -> None:
@@ -67,19 +69,13 @@ class LanguageDataConfig:
             raise UsageError(f"--seq-len must be at least 1, not {self.seq_len}")
         if self.tokenizer not in ("char", "bpe"):
             raise UsageError(f"unknown --tokenizer {self.tokenizer!r}; choose char or bpe")
+        if self.condition_type not in CONDITION_TYPES:
+            raise UsageError(f"unknown --condition-type {self.condition_type!r}; choose one of {', '.join(CONDITION_TYPES)}")
         split_point(100, self.val_frac)  # raises for a bad fraction
 
 
 def _detach(state: State) -> State:
     return tuple(part.detach() for part in state)
-
-
-def _split_labels(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(inputs, targets, input labels or None). A conditional model's stream holds (token, label)
-    pairs, so its windows are (B, T, 2); a plain stream's are (B, T)."""
-    if x.dim() == 3:
-        return x[..., 0], y[..., 0], x[..., 1]
-    return x, y, None
 
 
 class LanguageModelTask:
@@ -97,13 +93,15 @@ class LanguageModelTask:
         return f"{metrics['val_loss']:.4f} nats/token{bpc}, perplexity {metrics['val_ppl']:.2f}"
 
     def __init__(self, model: LanguageModel, vocab: Vocab, tokens: np.ndarray, data: LanguageDataConfig, *,
-                 corpus_name: str, corpus_path: str | None = None):
+                 corpus_name: str, corpus_path: str | None = None, condition_table: np.ndarray | None = None):
         self.model = model
         self.vocab = vocab
         self.data = data
         self.corpus_name = corpus_name
         self.corpus_path = corpus_path  # absolute; None for stdin. Lets --resume find it again.
         self.tokens = tokens
+        # A vector-conditioned stream's vectors by condition id (see conditions.StreamConditions).
+        self.condition_table = None if condition_table is None else torch.from_numpy(condition_table)
         self.val_start = split_point(len(tokens), data.val_frac)
         # Under torchrun each rank reads its own streams: B streams on one process are B/N on each of N.
         self.ranks = Ranks.current()
@@ -126,13 +124,26 @@ class LanguageModelTask:
             count += len(self.vocab.decode((window if window.ndim == 1 else window[:, 0]).tolist()))
         return max(count, 1)
 
+    def _split_conditions(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(inputs, targets, the inputs' conditions or None). A conditional model's stream holds
+        (token, condition id) pairs, so its windows are (B, T, 2); a plain stream's are (B, T). A
+        vector-conditioned model reads each id's vector (B, T, D)."""
+        if x.dim() == 2:
+            return x, y, None
+        conditions = x[..., 1]
+        if self.condition_table is not None:
+            if self.condition_table.device != x.device:
+                self.condition_table = self.condition_table.to(x.device)
+            conditions = self.condition_table[conditions.long()]
+        return x[..., 0], y[..., 0], conditions
+
     def training_loss(self, model, device):
         x, y, wrapped = self.batches.next()
         if wrapped or self.state is None:
             self.state = model.init_state(x.shape[0], device)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x, y, labels = _split_labels(x, y)
-        _, state, loss = model(x, self.state, targets=y, condition=labels)
+        x, y, conditions = self._split_conditions(x, y)
+        _, state, loss = model(x, self.state, targets=y, condition=conditions)
         # Detach: keep the values (context) but cut the graph, or backward would reach back
         # through every window since the start.
         self.state = _detach(state)
@@ -166,12 +177,12 @@ class LanguageModelTask:
                 continue
             if rows.start == rows.stop:
                 continue  # more ranks than streams: none of them are this rank's
-            x, y, labels = _split_labels(x[rows].to(device), y[rows].to(device))
+            x, y, conditions = self._split_conditions(x[rows].to(device), y[rows].to(device))
             if state is None:
                 state = model.init_state(x.shape[0], device)
             elif x.shape[0] != state[0].shape[1]:  # the tail: the state of this rank's last stream
                 state = tuple(part[:, -1:] for part in state)
-            logits, state, _ = model(x, state, condition=labels)
+            logits, state, _ = model(x, state, condition=conditions)
             nats = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
             nats_scored += float(nats)
             tokens_scored += y.numel()
@@ -217,25 +228,30 @@ class LanguageModelTask:
 
 
 def prepare_corpus(corpus: str, data: LanguageDataConfig, run_dir: Path, *, vocab: Vocab | None = None,
-                   labels: list[str] | None = None, cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray, Path, list[str]]:
+                   model: LanguageModelConfig | None = None,
+                   cache_dir: Path | None = None) -> tuple[Vocab, np.ndarray, Path, StreamConditions]:
     """Check and encode the corpus (building its vocabulary unless one is given). Returns the
-    vocabulary, the tokens, the file the corpus was read from and the labels of a conditional
-    model (none for a plain one).
+    vocabulary, the tokens, the file the corpus was read from and the conditions of a conditional
+    model (empty for a plain one).
 
-    With data.condition, the corpus is a tab-separated file of texts and that label column, and
-    the tokens are (N, 2): each token beside its text's label id (see conditions.py); labels, when
-    given (a trained model's), fixes the label ids."""
+    With data.condition, the corpus is a tab-separated file of texts and that condition column
+    (labels or vectors, by data.condition_type), and the tokens are (N, 2): each token beside its
+    text's condition id (see conditions.py). model, when given (a trained model's config), fixes
+    the label ids or the vectors' size."""
     label = "<stdin>" if corpus == "-" else corpus
     path = stage_corpus(corpus, run_dir)
     if data.condition is not None:
-        texts = read_label_column(path, data.condition, encoding=data.encoding, source=label, skip_bad=data.skip_bad,
-                                  label_names=labels)
+        read = dict(encoding=data.encoding, source=label, skip_bad=data.skip_bad)
+        if data.condition_type == "vector":
+            texts = read_vector_column(path, data.condition, size=model.condition_size if model else None, **read)
+        else:
+            texts = read_label_column(path, data.condition, label_names=model.conditions if model else None, **read)
         vocab = vocab or stream_vocab(texts, data.tokenizer, data.vocab_size)
-        return vocab, condition_stream(texts, vocab), path, texts.label_names
+        return vocab, condition_stream(texts, vocab), path, StreamConditions.of(texts)
     if vocab is None:
         vocab = build_vocab(path, kind=data.tokenizer, vocab_size=data.vocab_size, encoding=data.encoding, label=label)
     token_file = encode_to_token_file(path, vocab, encoding=data.encoding, cache_dir=cache_dir or default_cache_dir(), label=label)
-    return vocab, token_file.open(), path, []
+    return vocab, token_file.open(), path, StreamConditions()
 
 
 def train_language_model(corpus: str | None, *, model_config: dict | None = None, data: LanguageDataConfig | None = None,
@@ -266,10 +282,8 @@ class LanguageModelRecipe(OneFileRecipe):
 
     def new_run(self, train: TrainConfig, place: RunPlace) -> PreparedRun:
         data, settings, probe_seconds = self.data, None, 0.0
-        vocab, tokens, corpus_file, labels = prepare_corpus(self.data_file, data, place.run_dir, cache_dir=self.cache_dir)
-        model_config = {**self.model_config, "vocab_size": vocab.size}
-        if labels:
-            model_config.update(conditions=labels, condition_token=start_token(vocab))
+        vocab, tokens, corpus_file, conditions = prepare_corpus(self.data_file, data, place.run_dir, cache_dir=self.cache_dir)
+        model_config = {**self.model_config, "vocab_size": vocab.size, **conditions.model_fields(vocab)}
         if None in (data.batch_size, data.seq_len, train.learning_rate, train.warmup_steps, train.eval_every,
                     model_config.get("dropout"), train.weight_decay):
             # A corpus too short for even one stream is refused before seconds are spent timing.
@@ -292,7 +306,7 @@ class LanguageModelRecipe(OneFileRecipe):
             model_config["dropout"] = settings.dropout
         model = LanguageModel(LanguageModelConfig(**model_config))
         train = train.with_defaults(min_lr_ratio=MIN_LR_RATIO, eval_tokens=EVAL_TOKENS)
-        return PreparedRun(self._task(model, vocab, tokens, data, self.data_file, corpus_file), train,
+        return PreparedRun(self._task(model, vocab, tokens, data, self.data_file, corpus_file, conditions), train,
                            settings_note=settings.note() if settings else None, seconds_spent=probe_seconds)
 
     def resumed_run(self, checkpoint: Checkpoint, train: TrainConfig, place: RunPlace) -> PreparedRun:
@@ -303,16 +317,18 @@ class LanguageModelRecipe(OneFileRecipe):
             corpus = recorded_data_file(checkpoint.metadata["corpus_path"])
         data = LanguageDataConfig(**checkpoint.metadata["data_config"])
         model_config = LanguageModelConfig(**checkpoint.metadata["model_config"])
-        vocab, tokens, corpus_file, _ = prepare_corpus(corpus, data, place.run_dir, vocab=Vocab.from_dict(checkpoint.metadata["vocab"]),
-                                                       labels=model_config.conditions, cache_dir=self.cache_dir)
+        vocab, tokens, corpus_file, conditions = prepare_corpus(
+            corpus, data, place.run_dir, vocab=Vocab.from_dict(checkpoint.metadata["vocab"]), model=model_config,
+            cache_dir=self.cache_dir)
         model = LanguageModel(model_config)
-        return PreparedRun(self._task(model, vocab, tokens, data, corpus, corpus_file), train)
+        return PreparedRun(self._task(model, vocab, tokens, data, corpus, corpus_file, conditions), train)
 
     @staticmethod
-    def _task(model, vocab, tokens, data, corpus: str, corpus_file: Path) -> LanguageModelTask:
+    def _task(model, vocab, tokens, data, corpus: str, corpus_file: Path, conditions: StreamConditions) -> LanguageModelTask:
         corpus_name = "<stdin>" if corpus == "-" else Path(corpus).name
         corpus_path = None if corpus == "-" else str(corpus_file.resolve())
-        return LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name, corpus_path=corpus_path)
+        return LanguageModelTask(model, vocab, tokens, data, corpus_name=corpus_name, corpus_path=corpus_path,
+                                 condition_table=conditions.table)
 
 
 def fit_settings_to_machine(model_config: dict, data: LanguageDataConfig, train: TrainConfig, *,
@@ -408,21 +424,25 @@ def sample_text(
     length: int = 500,
     sampling: SamplingConfig | None = None,
     seed: int | None = None,
-    condition: str | None = None,
+    condition: str | Sequence[float] | None = None,
     guidance: float = 0.0,
 ) -> Iterator[str]:
     """Stream generated text (after the prime) piece by piece; without a prime, from the start of
-    a line (see start_of_text); from a conditional model, in the style of the condition (one of
-    model.config.conditions, which it needs), guidance > 0 pushing it away from the other labels
-    (see model.GuidedLanguageModel). Arguments are checked here, before the first piece, so a
+    a line (see start_of_text); from a conditional model, in the style of the condition (which it
+    needs: one of model.config.conditions, or a vector of model.config.condition_size numbers),
+    guidance > 0 pushing it away from the other labels or, for a vector, from no condition (see
+    model.GuidedLanguageModel). Arguments are checked here, before the first piece, so a
     caller that echoes the prime never prints anything for a bad request."""
     check_finite(guidance, "--guidance")
     check_range(guidance, "--guidance", 0.0, MAX_GUIDANCE)
-    if condition is not None or model.config.conditions:
+    if condition is not None or model.config.conditional:
+        if condition is None and model.config.condition_size:
+            raise UsageError(f"this model writes text for a vector; give --condition with "
+                             f"{model.config.condition_size} number(s) separated by spaces or commas")
         if condition is None:
             raise UsageError(f"this model writes text for a label; give --condition, one of "
                              f"{', '.join(map(repr, model.config.conditions))}")
-        model = model.with_label(condition, guidance)
+        model = model.with_condition(condition, guidance)
     elif guidance:
         raise UsageError("--guidance is for a model trained with --condition")
     if length < 0:
