@@ -1,5 +1,5 @@
-"""Conditional generation on rt-polarity (label = pos or neg): does a language model trained with
-`--condition label` write in the style of the label it is given, and what does conditioning cost?
+"""Conditional generation on rt-polarity (label = pos or neg, or a vector): does a language model
+trained with `--condition` write what it is given, and what does conditioning cost?
 
 Three models train in the same time budget on the same stream of reviews (the same tokens, the
 same validation split): unconditioned (`charrnn train` on the texts alone), conditioned at every
@@ -14,12 +14,21 @@ validation split (dev: where settings are chosen) and on a test part of 10% of t
 out before training, stratified, fixed seed; looked at once). Last, a training step and a
 sampling step of a plain and of a conditioned model, timed at the same size.
 
-    python bench/conditional.py [--budget 240] [--guidance 8] [--precision both|fp32|auto] [--samples 200] [--quick]
+With `--condition vector` the condition is a vector instead: each review's 256 numbers from the
+bundled sentence autoencoder (`charrnn embed -c sentences`), read with `--condition-type vector`
+at every token or at the start. A review is then sampled (one line, temperature 0.8) from the
+vector of each of --samples test reviews, and embedded in turn: the share of samples whose
+nearest source vector (cosine, among those --samples) is their own, where an unconditioned model
+scores 1/--samples. The guidance of the second column is chosen among 0, 1, 2 and 4 on reviews of
+the run's own validation split (dev), then used once on test.
+
+    python bench/conditional.py [--condition label|vector] [--budget 240] [--guidance 8] [--precision both|fp32|auto] [--samples 200] [--quick]
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -34,35 +43,50 @@ from common import bench_env, charrnn_command, evaluate_recurrent, log, make_par
 
 from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
 from charrnn.corpora import find_corpus_file
+from charrnn.data import split_point
 from charrnn.devices import autocast
+from charrnn.embedding import load_embedder
 from charrnn.labelled import read_labelled, stratified_split
-from charrnn.language.conditions import condition_stream, read_label_column, stream_text
+from charrnn.language.conditions import (VectorTexts, condition_stream, read_label_column, read_vector_column,
+                                         stream_order, stream_text)
 from charrnn.language.model import LanguageModel, LanguageModelConfig
 from charrnn.language.task import load_language_model, sample_text
 
-KINDS = {  # name: the options of `charrnn train` beyond the shared ones
-    "unconditioned": [],
-    "every token (default)": ["--condition", "label"],
-    "start of each text": ["--condition", "label", "--condition-at", "start"],
+KINDS = {  # condition: {name: the options of `charrnn train` beyond the shared ones}
+    "label": {
+        "unconditioned": [],
+        "every token (default)": ["--condition", "label"],
+        "start of each text": ["--condition", "label", "--condition-at", "start"],
+    },
+    "vector": {
+        "unconditioned": [],
+        "vector, every token (default)": ["--condition", "vector", "--condition-type", "vector"],
+        "vector, start of each text": ["--condition", "vector", "--condition-type", "vector", "--condition-at", "start"],
+    },
 }
 TEST_FRAC = 0.1
 SPLIT_SEED = 7  # the test part's seed: fixed, so every run of this bench holds out the same reviews
+EMBEDDER = "sentences"  # the bundled sentence autoencoder: the vectors of --condition vector
+VECTOR_GUIDANCE = (0.0, 1.0, 2.0, 4.0)  # tried on dev for a vector model
 
 
 def write_data(work: Path, quick: bool) -> tuple[Path, Path, Path]:
-    """rt-polarity as train.tsv (text<TAB>label, header; the runs split off their own validation)
-    and test.tsv, and plain.txt: train.tsv's stream without labels, for the unconditioned model."""
+    """rt-polarity as train.tsv (text, label and vector columns, header; the runs split off their
+    own validation) and test.tsv, and plain.txt: train.tsv's stream without its conditions, for
+    the unconditioned model. The vector is each review's embedding by the bundled autoencoder."""
     files = [find_corpus_file(name) for name in ("rt-polarity.pos", "rt-polarity.neg")]
     if None in files:
         sys.exit("error: rt-polarity.pos/.neg not found in the corpus folders; run `charrnn corpus download rt-polarity`")
     reviews = read_labelled(files)
     if quick:
         reviews = reviews.subset(range(0, len(reviews), 10))
+    vectors = load_embedder(EMBEDDER, device="cpu").embed(reviews.texts)
     rest, test = stratified_split(reviews.labels, TEST_FRAC, seed=SPLIT_SEED)
     paths = []
     for name, indices in (("train.tsv", rest), ("test.tsv", test)):
-        lines = [f"{reviews.texts[i]}\t{reviews.label_names[reviews.labels[i]]}\n" for i in indices]
-        (work / name).write_text("text\tlabel\n" + "".join(lines), encoding="utf-8")
+        lines = [f"{reviews.texts[i]}\t{reviews.label_names[reviews.labels[i]]}\t{' '.join(f'{v:.4f}' for v in vectors[i])}\n"
+                 for i in indices]
+        (work / name).write_text("text\tlabel\tvector\n" + "".join(lines), encoding="utf-8")
         paths.append(work / name)
     (work / "plain.txt").write_text(stream_text(read_label_column(paths[0], "label")), encoding="utf-8")
     log(f"rt-polarity: {len(rest):,} reviews to train and validate on, {len(test):,} held out for test")
@@ -70,7 +94,7 @@ def write_data(work: Path, quick: bool) -> tuple[Path, Path, Path]:
 
 
 def train(work: Path, name: str, options: list[str], data: Path, precision: str, budget: float) -> tuple[Path, dict]:
-    run_dir = work / f"run-{name.split()[0]}-{precision}"
+    run_dir = work / f"run-{'-'.join(re.findall('[a-z]+', name))}-{precision}"
     cmd = [*charrnn_command(), "train", str(data), *options, "--time-budget", str(budget), "--precision", precision,
            "--seed", "1337", "--run-dir", str(run_dir), "--quiet", "--json"]
     log(f"training {name} ({precision}, {budget:g} s)")
@@ -78,21 +102,57 @@ def train(work: Path, name: str, options: list[str], data: Path, precision: str,
     return run_dir, json.loads(done.stdout)
 
 
-def stream_loss(model: LanguageModel, stream: np.ndarray, conditioned: bool) -> float:
-    """Nats per token over a (token, label) stream by the shared protocol (common.evaluate_recurrent),
-    the labels read only by a conditioned model."""
+def stream_loss(model: LanguageModel, stream: np.ndarray, table: torch.Tensor | None, conditioned: bool) -> float:
+    """Nats per token over a (token, condition id) stream by the shared protocol
+    (common.evaluate_recurrent), the conditions read only by a conditioned model: a label id, or
+    for a vector model, the id's row of table."""
     def step(x, state):
-        return model(x[..., 0], state, condition=x[..., 1] if conditioned else None)[:2]
+        condition = None
+        if conditioned:
+            condition = x[..., 1] if table is None else table[x[..., 1]]
+        return model(x[..., 0], state, condition=condition)[:2]
 
     return evaluate_recurrent(step, torch.from_numpy(stream.astype(np.int64)))
 
 
-def test_stream(test_file: Path, vocab, label_names: list[str]) -> tuple[np.ndarray, int]:
-    """The test reviews as a stream in the model's vocabulary and label ids, leaving out those with
-    a character the training reviews never had; and how many were left out."""
+def test_stream(test_file: Path, vocab, condition: str, label_names: list[str]) -> tuple[np.ndarray, torch.Tensor | None, int]:
+    """The test reviews as a stream in the model's vocabulary and condition ids (with, for vectors,
+    the table of each id's vector), leaving out those with a character the training reviews never
+    had; and how many were left out."""
     test = read_label_column(test_file, "label", label_names=label_names)
     known = [i for i, text in enumerate(test.texts) if not vocab.unknown_characters(text)]
-    return condition_stream(test.subset(known), vocab), len(test) - len(known)
+    if condition == "label":
+        return condition_stream(test.subset(known), vocab), None, len(test) - len(known)
+    vectors = read_vector_column(test_file, "vector")
+    kept = VectorTexts([vectors.texts[i] for i in known], vectors.vectors[known], [])
+    table = torch.from_numpy(np.concatenate([np.zeros_like(kept.vectors[:1]), kept.vectors]))  # id 0 never occurs
+    return condition_stream(kept, vocab), table, len(test) - len(known)
+
+
+def dev_reviews(train_file: Path, count: int) -> VectorTexts:
+    """count reviews from the validation split (dev) of a run on train_file: the last texts of its
+    stream, whose newline starts after the split point (default --val-frac 0.1)."""
+    data = read_vector_column(train_file, "vector")
+    order = stream_order(len(data))
+    starts = np.cumsum([0] + [len(data.texts[i]) + 1 for i in order])
+    validation = starts[:-1] >= split_point(int(starts[-1]), 0.1)
+    chosen = [i for i, held in zip(order, validation) if held][:count]
+    return VectorTexts([data.texts[i] for i in chosen], data.vectors[chosen], [])
+
+
+def retrieval(model, vocab, embedder, reviews: VectorTexts, guidance: float, conditioned: bool) -> float:
+    """The share of reviews whose vector, as the condition of one sampled line, gives a line whose
+    embedding is nearest (cosine) to that vector among all of the reviews' vectors."""
+    lines = []
+    for k, vector in enumerate(reviews.vectors):
+        text = "".join(sample_text(model, vocab, length=400, seed=k + 1, condition=vector.tolist() if conditioned else None,
+                                   guidance=guidance))
+        lines.append(text.split("\n")[0])
+    sampled = embedder.embed(lines)
+    unit = reviews.vectors / np.linalg.norm(reviews.vectors, axis=1, keepdims=True)
+    found = np.nan_to_num(sampled / np.linalg.norm(sampled, axis=1, keepdims=True)) @ unit.T  # an empty line: no match
+    hits = [bool(np.isfinite(sampled[k]).all()) and found[k].argmax() == k for k in range(len(lines))]
+    return sum(hits) / len(hits)
 
 
 def sampled_reviews(model, vocab, count: int, condition: str | None, seed: int, guidance: float = 0.0) -> list[str]:
@@ -105,15 +165,21 @@ def sampled_reviews(model, vocab, count: int, condition: str | None, seed: int, 
     return reviews[:count]
 
 
-def speed_rows(dtype: torch.dtype | None, vocab_size: int, quick: bool) -> list[list[str]]:
+def speed_rows(dtype: torch.dtype | None, vocab_size: int, condition: str, quick: bool) -> list[list[str]]:
     """Training-step and sampling-step times of a plain and a conditioned model of the bench's
     default size (2 LSTM layers of 256), at batch 32 x 64 and batch 1."""
     torch.manual_seed(0)
     base = dict(vocab_size=vocab_size, hidden_size=256, num_layers=2)
     plain = LanguageModel(LanguageModelConfig(**base))
-    conditioned = LanguageModel(LanguageModelConfig(**base, conditions=["neg", "pos"]))
     x = torch.randint(vocab_size, (32, 65))
-    labels = torch.randint(1, 3, (32, 64))
+    if condition == "label":
+        conditioned = LanguageModel(LanguageModelConfig(**base, conditions=["neg", "pos"]))
+        conditions, fixed = torch.randint(1, 3, (32, 64)), "pos"
+    else:
+        size = 256
+        conditioned = LanguageModel(LanguageModelConfig(**base, condition_size=size, condition_mean=[0.0] * size,
+                                                        condition_scale=[1.0] * size))
+        conditions, fixed = torch.randn(32, 1, size).expand(32, 64, size), [0.5] * size
     repeats = 5 if quick else 25
 
     def train_step_ms(model, condition):
@@ -139,57 +205,88 @@ def speed_rows(dtype: torch.dtype | None, vocab_size: int, quick: bool) -> list[
                 _, state = stepper.step(token, state)
         return 1e6 * (time.perf_counter() - started) / 2000
 
-    plain_train, cond_train = train_step_ms(plain, None), train_step_ms(conditioned, labels)
-    plain_sample, cond_sample = sample_step_us(plain.stepper()), sample_step_us(conditioned.with_condition("pos").stepper())
+    plain_train, cond_train = train_step_ms(plain, None), train_step_ms(conditioned, conditions)
+    plain_sample, cond_sample = sample_step_us(plain.stepper()), sample_step_us(conditioned.with_condition(fixed).stepper())
     return [["training step, batch 32 x 64 (ms)", f"{plain_train:.1f}", f"{cond_train:.1f}", f"{cond_train / plain_train:.2f}x"],
             ["sampling step, batch 1, fp32 (us)", f"{plain_sample:.0f}", f"{cond_sample:.0f}", f"{cond_sample / plain_sample:.2f}x"]]
 
 
+def label_agreement(model, vocab, judge, samples: int, guidances: tuple[float, ...], conditioned: bool) -> list[str]:
+    """Cells of the label table: for each guidance, the share of reviews sampled for each label
+    that the classifier (judge: model, vocab, labels, data config) gives that label."""
+    cells = []
+    classifier, classifier_vocab, classifier_labels, read_as = judge
+    for guidance in (guidances if conditioned else (0.0,)):
+        split = {}
+        for label in ("neg", "pos"):
+            reviews = sampled_reviews(model, vocab, samples, label if conditioned else None,
+                                      seed=1 if label == "neg" else 10_001, guidance=guidance)
+            predicted = [p.label for p in classify(classifier, classifier_vocab, classifier_labels, reviews, data=read_as)]
+            split[label] = predicted.count(label) / len(predicted)
+        if conditioned:
+            cells.append(f"{(split['neg'] + split['pos']) / 2:.1%} (neg {split['neg']:.0%}, pos {split['pos']:.0%})")
+        else:
+            cells += [f"50% by construction (classified pos: {(1 - split['neg'] + split['pos']) / 2:.0%})", "-"]
+    return cells
+
+
+def vector_retrieval(model, vocab, embedder, dev: VectorTexts, test: VectorTexts, conditioned: bool) -> list[str]:
+    """Cells of the vector table: test retrieval without guidance, and with the guidance that
+    retrieves best on dev."""
+    if not conditioned:
+        return [f"{1 / len(test):.1%} by construction", "-"]
+    on_dev = {guidance: retrieval(model, vocab, embedder, dev, guidance, True) for guidance in VECTOR_GUIDANCE}
+    best = max(on_dev, key=on_dev.get)
+    log("dev retrieval by guidance: " + ", ".join(f"{g:g}: {share:.1%}" for g, share in on_dev.items()))
+    return [f"{retrieval(model, vocab, embedder, test, 0.0, True):.1%}",
+            f"{retrieval(model, vocab, embedder, test, best, True):.1%} (guidance {best:g})"]
+
+
 def main() -> None:
     parser = make_parser(__doc__)
+    parser.add_argument("--condition", choices=tuple(KINDS), default="label", help="what the models are conditioned on [default: label]")
     parser.add_argument("--budget", type=float, default=240.0, help="seconds of training per model [default: 240]")
-    parser.add_argument("--samples", type=int, default=200, help="reviews sampled per label [default: 200]")
-    parser.add_argument("--guidance", type=float, default=8.0, help="the guidance of the second agreement column [default: 8]")
+    parser.add_argument("--samples", type=int, default=200, help="reviews sampled per label, or test reviews sampled from [default: 200]")
+    parser.add_argument("--guidance", type=float, default=8.0, help="the guidance of the second label-agreement column [default: 8]")
     parser.add_argument("--classifier", default="sentiment", help="the classifier that scores the samples [default: the bundled sentiment]")
     args = parser.parse_args()
     set_threads(args.threads)
     budget, samples = (20.0, 20) if args.quick else (args.budget, args.samples)
     classifier, classifier_vocab, classifier_labels, saved = load_classifier(args.classifier, device="cpu")
-    read_as = ClassificationDataConfig.from_checkpoint(saved)
+    judge = (classifier, classifier_vocab, classifier_labels, ClassificationDataConfig.from_checkpoint(saved))
+    embedder = load_embedder(EMBEDDER, device="cpu")
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-conditional-") as tmp:
         work = Path(tmp)
         train_file, test_file, plain_file = write_data(work, args.quick)
+        dev = dev_reviews(train_file, samples)
         for precision, dtype in precision_paths(args):
             rows = []
             vocab_size = None
-            for name, options in KINDS.items():
+            for name, options in KINDS[args.condition].items():
                 conditioned = bool(options)
                 run_dir, outcome = train(work, name, options, train_file if conditioned else plain_file, precision, budget)
                 model, vocab, _ = load_language_model(run_dir / "best.pt", device="cpu")
                 vocab_size = vocab.size
-                labels = model.config.conditions or ["neg", "pos"]
-                stream, unknown = test_stream(test_file, vocab, labels)
-                test_loss = stream_loss(model, stream, conditioned)
+                stream, table, unknown = test_stream(test_file, vocab, args.condition, ["neg", "pos"])
+                test_loss = stream_loss(model, stream, table, conditioned)
                 log(f"{name}: {outcome['steps']:,} steps; test {test_loss:.4f} nats/char ({unknown} test reviews with unseen characters left out)")
-                agreements = []
-                for guidance in ((0.0, args.guidance) if conditioned else (0.0,)):
-                    split = {}
-                    for label in ("neg", "pos"):
-                        reviews = sampled_reviews(model, vocab, samples, label if conditioned else None,
-                                                  seed=1 if label == "neg" else 10_001, guidance=guidance)
-                        predicted = [p.label for p in classify(classifier, classifier_vocab, classifier_labels, reviews, data=read_as)]
-                        split[label] = predicted.count(label) / len(predicted)
-                    if conditioned:
-                        agreements.append(f"{(split['neg'] + split['pos']) / 2:.1%} (neg {split['neg']:.0%}, pos {split['pos']:.0%})")
-                    else:
-                        agreements += [f"50% by construction (classified pos: {(1 - split['neg'] + split['pos']) / 2:.0%})", "-"]
-                rows.append([name, f"{outcome['steps']:,}", f"{outcome['best']['val_loss']:.4f}", f"{test_loss:.4f}", *agreements])
-            print_table(["model", "steps", "dev loss (nats/char)", "test loss (nats/char)",
-                         f"label agreement, {samples} sampled reviews a label", f"with --guidance {args.guidance:g}"],
-                        rows, title=f"Conditional generation on rt-polarity, {budget:g} s of training each, "
+                if args.condition == "label":
+                    quality = label_agreement(model, vocab, judge, samples, (0.0, args.guidance), conditioned)
+                else:
+                    test = read_vector_column(test_file, "vector")
+                    test = VectorTexts(test.texts[:samples], test.vectors[:samples], [])
+                    quality = vector_retrieval(model, vocab, embedder, dev, test, conditioned)
+                rows.append([name, f"{outcome['steps']:,}", f"{outcome['best']['val_loss']:.4f}", f"{test_loss:.4f}", *quality])
+            if args.condition == "label":
+                quality_headers = [f"label agreement, {samples} sampled reviews a label", f"with --guidance {args.guidance:g}"]
+            else:
+                quality_headers = [f"own vector nearest, {samples} test reviews", "with the guidance best on dev"]
+            print_table(["model", "steps", "dev loss (nats/char)", "test loss (nats/char)", *quality_headers],
+                        rows, title=f"Conditional generation on rt-polarity ({args.condition}), {budget:g} s of training each, "
                                     f"{precision_label(precision, dtype)}, {args.threads} threads")
-            print_table(["step", "plain", "conditioned", "ratio"], speed_rows(dtype, vocab_size, args.quick),
-                        title=f"What conditioning costs ({precision_label(precision, dtype)} training; the same model without and with a label)")
+            print_table(["step", "plain", "conditioned", "ratio"], speed_rows(dtype, vocab_size, args.condition, args.quick),
+                        title=f"What conditioning costs ({precision_label(precision, dtype)} training; "
+                              f"the same model without and with a {args.condition})")
 
 
 if __name__ == "__main__":

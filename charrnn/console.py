@@ -174,11 +174,23 @@ def _summary(path: str, checkpoint: Checkpoint) -> dict:
     }
 
 
+SHOWN_ITEMS = 4  # of a long list in a config: a vector model's 256 means would bury the table
+
+
+def _shown(value) -> str:
+    """A config value as text; a list longer than 2 x SHOWN_ITEMS as its first items and its length
+    (--json gives it whole)."""
+    if isinstance(value, list) and len(value) > 2 * SHOWN_ITEMS:
+        first = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value[:SHOWN_ITEMS])
+        return f"[{first}, ... {len(value):,} in all]"
+    return str(value)
+
+
 def print_checkpoint_info(summary: dict) -> None:
     """checkpoint_summary on stdout, the result `charrnn info` was asked for: a table on a
     terminal, else one `field<TAB>value` line a field (a drawn table would wrap and box a pipe)."""
     rows = [("task", str(summary["task"])), ("format version", str(summary["format_version"]))]
-    rows += [(f"model.{key}", str(value)) for key, value in summary["model_config"].items()]
+    rows += [(f"model.{key}", _shown(value)) for key, value in summary["model_config"].items()]
     rows.append(("parameters", f"{summary['parameters']:,}"))
     for field, kind in summary["vocabularies"].items():
         rows.append(("vocabulary" if field == "vocab" else field.replace("_vocab", " vocabulary"), str(kind)))

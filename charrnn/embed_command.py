@@ -16,7 +16,7 @@ from .errors import CharrnnError, UsageError
 
 def embed(
     texts: Annotated[Optional[list[str]], typer.Argument(metavar="TEXT", help="Texts to embed \\[default: lines from stdin].")] = None,
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A model with an encoder: a classifier or translator checkpoint, a run folder, or a bundled model's name (sentiment, spa-eng).")] = ...,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A model with an encoder: a classifier, translator or autoencoder checkpoint, a run folder, or a bundled model's name (sentiment, spa-eng, sentences).")] = ...,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines: text and vector (null for an empty line); with --nearest: query and its nearest lines.")] = False,
     npy: Annotated[Optional[Path], typer.Option("--npy", help="Write the vectors to this .npy file (rows in input order; NaN rows for empty lines); - for stdout.")] = None,
     nearest: Annotated[Optional[Path], typer.Option("--nearest", help="Find the lines of this file most similar (cosine) to each text.")] = None,

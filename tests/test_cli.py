@@ -382,6 +382,18 @@ def test_info_without_a_terminal_prints_plain_lines(tmp_path):
     assert "│" not in proc.stdout.decode() and "┃" not in proc.stdout.decode()  # no drawn table in a pipe
 
 
+def test_info_shortens_a_long_list_but_json_keeps_it_whole(tmp_path, capsys):
+    from charrnn.console import print_checkpoint_info
+
+    summary = {"path": "x.pt", "task": "language_model", "format_version": 3, "parameters": 10, "vocabularies": {},
+               "model_config": {"condition_mean": [0.5] * 256, "conditions": ["neg", "pos"]}, "corpus": None,
+               "steps": None, "best_validation": None, "resumable": False, "notes": {}}
+    print_checkpoint_info(summary)
+    fields = dict(line.split("\t", 1) for line in capsys.readouterr().out.splitlines())
+    assert fields["model.condition_mean"] == "[0.5, 0.5, 0.5, 0.5, ... 256 in all]"
+    assert fields["model.conditions"] == "['neg', 'pos']"
+
+
 def test_group_help_shows_the_default_commands_options(tmp_path):
     for group, own, subcommands in (("translate", ("--beam", "--json", "--plot", "--checkpoint"), ("train", "eval")),
                                     ("classify", ("--json", "--batch-size", "--checkpoint"), ("train", "eval", "cv"))):
