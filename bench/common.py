@@ -6,6 +6,7 @@ Results (tables) go to stdout; progress goes to stderr through log()."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -92,6 +93,19 @@ def bench_env(cache_dir: Path) -> dict[str, str]:
     """The environment for a charrnn child: its token-file cache in a temporary folder, so a run
     never reuses (or leaves behind) anything of the user's."""
     return {**os.environ, "CHARRNN_CACHE": str(cache_dir)}
+
+
+def run_charrnn(args: list[str], cache_dir: Path | None = None) -> tuple[dict, float]:
+    """Run `charrnn ARGS` (which must include --json) as a child, as a user would: its JSON result
+    and its wall-clock seconds. A failure stops the bench with the command and the end of its
+    stderr (its one-line error), not a CalledProcessError that hides it."""
+    cmd = [*charrnn_command(), *args]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=bench_env(cache_dir) if cache_dir else None, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout), seconds
 
 
 # -- timing and memory -------------------------------------------------------------------------

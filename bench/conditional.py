@@ -27,10 +27,8 @@ the run's own validation split (dev), then used once on test.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import bench_env, charrnn_command, evaluate_recurrent, log, make_parser, precision_label, precision_paths, print_table, set_threads
+from common import evaluate_recurrent, log, make_parser, precision_label, precision_paths, print_table, run_charrnn, set_threads
 
 from charrnn.classify.task import ClassificationDataConfig, classify, load_classifier
 from charrnn.corpora import find_corpus_file
@@ -95,11 +93,10 @@ def write_data(work: Path, quick: bool) -> tuple[Path, Path, Path]:
 
 def train(work: Path, name: str, options: list[str], data: Path, precision: str, budget: float) -> tuple[Path, dict]:
     run_dir = work / f"run-{'-'.join(re.findall('[a-z]+', name))}-{precision}"
-    cmd = [*charrnn_command(), "train", str(data), *options, "--time-budget", str(budget), "--precision", precision,
-           "--seed", "1337", "--run-dir", str(run_dir), "--quiet", "--json"]
     log(f"training {name} ({precision}, {budget:g} s)")
-    done = subprocess.run(cmd, env=bench_env(work / "cache"), check=True, capture_output=True, text=True)
-    return run_dir, json.loads(done.stdout)
+    outcome, _ = run_charrnn(["train", str(data), *options, "--time-budget", str(budget), "--precision", precision,
+                              "--seed", "1337", "--run-dir", str(run_dir), "--quiet", "--json"], work / "cache")
+    return run_dir, outcome
 
 
 def stream_loss(model: LanguageModel, stream: np.ndarray, table: torch.Tensor | None, conditioned: bool) -> float:

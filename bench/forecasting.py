@@ -13,17 +13,14 @@ same way): the figures settings were chosen on. --part test is the held-out repo
 from __future__ import annotations
 
 import csv
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import log, make_parser, precision_paths, set_threads  # noqa: E402
+from common import log, make_parser, precision_paths, run_charrnn, set_threads  # noqa: E402
 
 
 @dataclass
@@ -66,15 +63,9 @@ def series_file(case: Case, part: str, scratch: Path) -> Path:
 
 
 def train(case: Case, path: Path, model: str, seed: int, precision: str, run_dir: Path) -> float:
-    command = [sys.executable, "-m", "charrnn", "forecast", "train", str(path), "--column", case.column,
-               "--horizon", str(case.horizon), "--seed", str(seed), "--precision", precision, "-o", str(run_dir),
-               "--overwrite", "--quiet", "--json", *model.split()]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} failed: {done.stderr.strip()[-500:]}")
-    json.loads(done.stdout)
+    _, seconds = run_charrnn(["forecast", "train", str(path), "--column", case.column, "--horizon", str(case.horizon),
+                              "--seed", str(seed), "--precision", precision, "-o", str(run_dir), "--overwrite", "--quiet",
+                              "--json", *model.split()])
     return seconds
 
 

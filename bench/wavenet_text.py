@@ -11,15 +11,14 @@ character, parameters, steps, training and sampling speed, and the context each 
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from common import (LN2, bench_corpus, bench_env, charrnn_command, evaluate_recurrent, log, make_parser,
-                    precision_label, precision_paths, print_table, set_threads, split)
+from common import (LN2, bench_corpus, evaluate_recurrent, log, make_parser, precision_label, precision_paths,
+                    print_table, run_charrnn, set_threads, split)
 
 from charrnn.language.sampling import SamplingConfig, generate
 from charrnn.language.task import load_language_model
@@ -44,11 +43,10 @@ def run_row(name: str, options: list[str], corpus: Path, budget: float, work: Pa
     """One `charrnn train` run of `budget` seconds with the options given (the rest its defaults);
     its best.pt scored by the shared fp32 protocol and timed sampling."""
     run_dir = work / f"run-{len(list(work.glob('run-*')))}"
-    cmd = charrnn_command() + ["train", str(corpus), *options, "--time-budget", str(budget), "--run-dir", str(run_dir),
-                               "--precision", precision, "-q", "--json"]
-    log(f"{name}: {' '.join(cmd)}")
-    proc = subprocess.run(cmd, env=bench_env(work / "cache"), check=True, stdout=subprocess.PIPE)
-    summary = json.loads(proc.stdout)
+    args = ["train", str(corpus), *options, "--time-budget", str(budget), "--run-dir", str(run_dir),
+            "--precision", precision, "-q", "--json"]
+    log(f"{name}: charrnn {' '.join(args)}")
+    summary, _ = run_charrnn(args, work / "cache")
     events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     start = next(e for e in events if e["event"] == "start")
     last_step = [e for e in events if e["event"] == "step"][-1]
