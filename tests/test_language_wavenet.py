@@ -252,7 +252,8 @@ def test_train_sample_and_info_on_the_command_line(tiny_corpus, tmp_path):
     config = json.loads(info.stdout)["model_config"]
     assert {**config, "vocab_size": None} == {"vocab_size": None, "cell": "wavenet", "hidden_size": 16, "num_layers": 8,
                                               "embedding_size": None, "dropout": 0.0, "conditions": [], "condition_at": "every",
-                                              "condition_token": None}
+                                              "condition_token": None, "condition_size": 0, "condition_mean": [],
+                                              "condition_scale": []}
     args = ("sample", "-c", "run", "-n", "120", "--seed", "3", "--prime", "the ", "--json")
     a, b = _run(*args, cwd=tmp_path), _run(*args, cwd=tmp_path)
     assert a.returncode == 0, a.stderr.decode()
