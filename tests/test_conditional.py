@@ -244,12 +244,15 @@ def trained(tmp_path_factory):
     for _ in range(400):
         kind = rng.choice(["a", "b"])
         lines.append(f"{kind * int(rng.integers(3, 9))}\t{kind}s\n")
-    write(root / "kinds.tsv", "".join(lines))
-    result = train_language_model(str(root / "kinds.tsv"), model_config=dict(hidden_size=32, num_layers=1, dropout=0.0),
-                                  data=LanguageDataConfig(batch_size=8, seq_len=32, condition="kind"),
-                                  train=TrainConfig(max_steps=120, eval_every=60, warmup_steps=10, learning_rate=1e-2, weight_decay=0.0),
-                                  run_dir=root / "run", device="cpu", precision="fp32")
-    return root, result
+    return root, train_small(write(root / "kinds.tsv", "".join(lines)), condition="kind")
+
+
+def train_small(path, **data):
+    """120 steps of a small model on path, its data options those given, into run/ beside it."""
+    return train_language_model(str(path), model_config=dict(hidden_size=32, num_layers=1, dropout=0.0),
+                                data=LanguageDataConfig(batch_size=8, seq_len=32, **data),
+                                train=TrainConfig(max_steps=120, eval_every=60, warmup_steps=10, learning_rate=1e-2, weight_decay=0.0),
+                                run_dir=path.parent / "run", device="cpu", precision="fp32")
 
 
 def test_samples_follow_the_label(trained):
@@ -296,12 +299,7 @@ def trained_on_vectors(tmp_path_factory):
     for _ in range(400):
         score = rng.uniform(-3, 3)
         lines.append(f"{('a' if score > 0 else 'b') * int(rng.integers(3, 9))}\t{score:.3f} {rng.normal():.3f}\n")
-    write(root / "scores.tsv", "".join(lines))
-    result = train_language_model(str(root / "scores.tsv"), model_config=dict(hidden_size=32, num_layers=1, dropout=0.0),
-                                  data=LanguageDataConfig(batch_size=8, seq_len=32, condition="score", condition_type="vector"),
-                                  train=TrainConfig(max_steps=120, eval_every=60, warmup_steps=10, learning_rate=1e-2, weight_decay=0.0),
-                                  run_dir=root / "run", device="cpu", precision="fp32")
-    return root, result
+    return root, train_small(write(root / "scores.tsv", "".join(lines)), condition="score", condition_type="vector")
 
 
 def test_samples_follow_the_vector(trained_on_vectors):
