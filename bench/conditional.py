@@ -43,9 +43,9 @@ from charrnn.classify.task import ClassificationDataConfig, classify, load_class
 from charrnn.corpora import find_corpus_file
 from charrnn.data import split_point
 from charrnn.devices import autocast
-from charrnn.embedding import load_embedder
+from charrnn.embedding import load_embedder, nearest
 from charrnn.labelled import read_labelled, stratified_split
-from charrnn.language.conditions import (VectorTexts, condition_stream, read_label_column, read_vector_column,
+from charrnn.language.conditions import (StreamConditions, VectorTexts, condition_stream, read_label_column, read_vector_column,
                                          stream_order, stream_text)
 from charrnn.language.model import LanguageModel, LanguageModelConfig
 from charrnn.language.task import load_language_model, sample_text
@@ -120,9 +120,8 @@ def test_stream(test_file: Path, vocab, condition: str, label_names: list[str]) 
     known = [i for i, text in enumerate(test.texts) if not vocab.unknown_characters(text)]
     if condition == "label":
         return condition_stream(test.subset(known), vocab), None, len(test) - len(known)
-    vectors = read_vector_column(test_file, "vector")
-    kept = VectorTexts([vectors.texts[i] for i in known], vectors.vectors[known], [])
-    table = torch.from_numpy(np.concatenate([np.zeros_like(kept.vectors[:1]), kept.vectors]))  # id 0 never occurs
+    kept = read_vector_column(test_file, "vector").subset(known)
+    table = torch.from_numpy(StreamConditions.of(kept).table)
     return condition_stream(kept, vocab), table, len(test) - len(known)
 
 
@@ -133,8 +132,7 @@ def dev_reviews(train_file: Path, count: int) -> VectorTexts:
     order = stream_order(len(data))
     starts = np.cumsum([0] + [len(data.texts[i]) + 1 for i in order])
     validation = starts[:-1] >= split_point(int(starts[-1]), 0.1)
-    chosen = [i for i, held in zip(order, validation) if held][:count]
-    return VectorTexts([data.texts[i] for i in chosen], data.vectors[chosen], [])
+    return data.subset([i for i, held in zip(order, validation) if held][:count])
 
 
 def retrieval(model, vocab, embedder, reviews: VectorTexts, guidance: float, conditioned: bool) -> float:
@@ -145,10 +143,8 @@ def retrieval(model, vocab, embedder, reviews: VectorTexts, guidance: float, con
         text = "".join(sample_text(model, vocab, length=400, seed=k + 1, condition=vector.tolist() if conditioned else None,
                                    guidance=guidance))
         lines.append(text.split("\n")[0])
-    sampled = embedder.embed(lines)
-    unit = reviews.vectors / np.linalg.norm(reviews.vectors, axis=1, keepdims=True)
-    found = np.nan_to_num(sampled / np.linalg.norm(sampled, axis=1, keepdims=True)) @ unit.T  # an empty line: no match
-    hits = [bool(np.isfinite(sampled[k]).all()) and found[k].argmax() == k for k in range(len(lines))]
+    found = nearest(embedder.embed(lines), reviews.vectors, reviews.texts, k=1)  # an empty line finds nothing
+    hits = [bool(best) and best[0].line == k + 1 for k, best in enumerate(found)]
     return sum(hits) / len(hits)
 
 
@@ -256,6 +252,7 @@ def main() -> None:
         work = Path(tmp)
         train_file, test_file, plain_file = write_data(work, args.quick)
         dev = dev_reviews(train_file, samples)
+        test_vectors = read_vector_column(test_file, "vector").subset(range(samples))
         for precision, dtype in precision_paths(args):
             rows = []
             vocab_size = None
@@ -270,9 +267,7 @@ def main() -> None:
                 if args.condition == "label":
                     quality = label_agreement(model, vocab, judge, samples, (0.0, args.guidance), conditioned)
                 else:
-                    test = read_vector_column(test_file, "vector")
-                    test = VectorTexts(test.texts[:samples], test.vectors[:samples], [])
-                    quality = vector_retrieval(model, vocab, embedder, dev, test, conditioned)
+                    quality = vector_retrieval(model, vocab, embedder, dev, test_vectors, conditioned)
                 rows.append([name, f"{outcome['steps']:,}", f"{outcome['best']['val_loss']:.4f}", f"{test_loss:.4f}", *quality])
             if args.condition == "label":
                 quality_headers = [f"label agreement, {samples} sampled reviews a label", f"with --guidance {args.guidance:g}"]

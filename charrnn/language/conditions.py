@@ -36,6 +36,9 @@ class VectorTexts:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def subset(self, indices: Sequence[int]) -> VectorTexts:
+        return VectorTexts([self.texts[i] for i in indices], self.vectors[list(indices)], [])
+
 
 def read_label_column(path: Path, column: str, *, encoding: str = "utf-8", source: str | None = None,
                       skip_bad: bool = False, label_names: Sequence[str] | None = None) -> LabelledTexts:
